@@ -1,0 +1,249 @@
+"""The conditional neural spline flow of GalacticFlow."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .layers import DoubleCoupling, LUConv1x1
+
+__all__ = ["ConditionalSplineFlow"]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+class ConditionalSplineFlow(nn.Module):
+    """Conditional normalizing flow: ``n_layers`` x (1x1 convolution, double spline coupling).
+
+    The base distribution is a standard normal in ``dim`` dimensions. ``forward`` maps data to
+    latent, ``inverse`` latent to data; both return the log-determinant of the map they applied.
+
+    Conditions are given per row, shape ``(N, cond_dim)``, or once for all rows, shape
+    ``(cond_dim,)`` or ``(1, cond_dim)``. The condition networks run once per distinct condition:
+    once for a single galaxy, once per galaxy for a training batch mixing galaxies.
+
+    Parameters
+    ----------
+    dim : int
+        Number of data features (>= 2).
+    cond_dim : int
+        Number of condition features (0 for an unconditional flow).
+    n_layers : int
+        Number of (convolution, coupling) pairs.
+    bins : int
+        Spline bins per transformed dimension.
+    bound : float
+        Spline interval half-width ``B`` (flow-space units); identity outside ``[-B, B]``.
+    hidden : int
+        Width of the hidden layers of every MLP.
+    hidden_layers : int
+        Number of hidden layers of every MLP.
+    negative_slope : float
+        LeakyReLU slope.
+    seed : int, optional
+        Seed of the weight initialisation; the global torch RNG is left untouched when given.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        cond_dim: int,
+        n_layers: int = 14,
+        bins: int = 10,
+        bound: float = 3.0,
+        hidden: int = 128,
+        hidden_layers: int = 3,
+        negative_slope: float = 0.2,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if dim < 2:
+            raise ValueError(f"dim must be >= 2, got {dim}")
+        if cond_dim < 0 or n_layers < 1 or bins < 2 or hidden < 1 or hidden_layers < 0:
+            raise ValueError("cond_dim >= 0, n_layers >= 1, bins >= 2, hidden >= 1 required")
+        if not bound > 0:
+            raise ValueError(f"bound must be positive, got {bound}")
+        self.config = dict(
+            dim=int(dim),
+            cond_dim=int(cond_dim),
+            n_layers=int(n_layers),
+            bins=int(bins),
+            bound=float(bound),
+            hidden=int(hidden),
+            hidden_layers=int(hidden_layers),
+            negative_slope=float(negative_slope),
+        )
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            layers: list[nn.Module] = []
+            for _ in range(n_layers):
+                layers.append(LUConv1x1(dim))
+                layers.append(
+                    DoubleCoupling(
+                        dim, cond_dim, bins, bound, hidden, hidden_layers, negative_slope
+                    )
+                )
+        self.layers = nn.ModuleList(layers)
+
+    @property
+    def dim(self) -> int:
+        return self.config["dim"]
+
+    @property
+    def cond_dim(self) -> int:
+        return self.config["cond_dim"]
+
+    # -- conditions -------------------------------------------------------------------------
+    def _condition_rows(
+        self, c: torch.Tensor | None, n: int
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Distinct condition rows and the index of each star's row (None: broadcast one row)."""
+        if self.cond_dim == 0:
+            if c is not None and c.numel() > 0:
+                raise ValueError("this flow is unconditional; pass c=None")
+            return None, None
+        if c is None:
+            raise ValueError(f"this flow needs a condition of {self.cond_dim} features")
+        if c.dim() == 1:
+            c = c.unsqueeze(0)
+        if c.dim() != 2 or c.shape[1] != self.cond_dim:
+            raise ValueError(
+                f"condition must have shape (N, {self.cond_dim}) or ({self.cond_dim},), "
+                f"got {tuple(c.shape)}"
+            )
+        if c.shape[0] == 1:
+            return c, None
+        if c.shape[0] != n:
+            raise ValueError(f"condition has {c.shape[0]} rows for {n} data rows")
+        unique, index = torch.unique(c.detach(), dim=0, return_inverse=True)
+        if unique.shape[0] * 2 > n:
+            return c, None
+        # First occurrence of every distinct row, gathered from c so gradients reach c.
+        positions = torch.arange(n, device=c.device)
+        first = torch.full((unique.shape[0],), n, dtype=torch.long, device=c.device)
+        first = first.scatter_reduce(0, index, positions, reduce="amin")
+        return c.index_select(0, first), index
+
+    def _condition_outputs(self, rows: torch.Tensor | None) -> list:
+        return [
+            layer.condition_outputs(rows) if rows is not None else None
+            for layer in self.layers[1::2]
+        ]
+
+    # -- transforms ---------------------------------------------------------------------------
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Map data to latent.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Data in flow space, shape ``(N, dim)``.
+        c : torch.Tensor, optional
+            Conditions in flow space, shape ``(N, cond_dim)``, ``(1, cond_dim)`` or ``(cond_dim,)``.
+
+        Returns
+        -------
+        z : torch.Tensor
+            Latent values, shape ``(N, dim)``.
+        logdet : torch.Tensor
+            ``log |det dz/dx|`` per row, shape ``(N,)``.
+        """
+        self._check_data(x)
+        rows, index = self._condition_rows(c, x.shape[0])
+        cond_outputs = self._condition_outputs(rows)
+        logdet = x.new_zeros(x.shape[0])
+        for i, layer in enumerate(self.layers):
+            if i % 2 == 0:
+                x, ld = layer(x)
+            else:
+                x, ld = layer(x, cond_outputs[i // 2], index)
+            logdet = logdet + ld
+        return x, logdet
+
+    def inverse(
+        self, z: torch.Tensor, c: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Map latent to data (the sampling direction).
+
+        Parameters
+        ----------
+        z : torch.Tensor
+            Latent values, shape ``(N, dim)``.
+        c : torch.Tensor, optional
+            Conditions in flow space, as for :meth:`forward`.
+
+        Returns
+        -------
+        x : torch.Tensor
+            Data in flow space, shape ``(N, dim)``.
+        logdet : torch.Tensor
+            ``log |det dx/dz|`` per row, shape ``(N,)``.
+        """
+        self._check_data(z)
+        rows, index = self._condition_rows(c, z.shape[0])
+        cond_outputs = self._condition_outputs(rows)
+        logdet = z.new_zeros(z.shape[0])
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            if i % 2 == 0:
+                z, ld = layer.inverse(z)
+            else:
+                z, ld = layer.inverse(z, cond_outputs[i // 2], index)
+            logdet = logdet + ld
+        return z, logdet
+
+    def _check_data(self, x: torch.Tensor) -> None:
+        if x.dim() != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"data must have shape (N, {self.dim}), got {tuple(x.shape)}")
+
+    # -- densities and samples ------------------------------------------------------------------
+    @staticmethod
+    def base_log_prob(z: torch.Tensor) -> torch.Tensor:
+        """Standard normal log-density of latent rows ``z`` (N, dim) -> (N,)."""
+        return -0.5 * (z * z).sum(-1) - 0.5 * z.shape[-1] * _LOG_2PI
+
+    def log_prob(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-density of data rows ``x`` (N, dim) in flow space, given conditions ``c``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``log p(x | c)``, shape ``(N,)``.
+        """
+        z, logdet = self.forward(x, c)
+        return self.base_log_prob(z) + logdet
+
+    def sample(
+        self,
+        n: int,
+        c: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Draw ``n`` rows in flow space.
+
+        Parameters
+        ----------
+        n : int
+            Number of rows.
+        c : torch.Tensor, optional
+            Conditions: one row for all samples (``(cond_dim,)`` or ``(1, cond_dim)``) or one per
+            sample (``(n, cond_dim)``).
+        generator : torch.Generator, optional
+            Source of the latent draws; its device decides where they are drawn. The same
+            generator state gives the same sample.
+
+        Returns
+        -------
+        torch.Tensor
+            Samples, shape ``(n, dim)``, on the flow's device.
+        """
+        param = next(self.parameters())
+        gen_device = generator.device if generator is not None else param.device
+        z = torch.randn(n, self.dim, generator=generator, device=gen_device, dtype=param.dtype)
+        x, _ = self.inverse(z.to(param.device), c)
+        return x
