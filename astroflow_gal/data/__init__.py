@@ -1,5 +1,14 @@
 """Stars and galaxies before they meet the flow: schema, suites, synthetic truth, NIHAO reader."""
 
 from . import schema
+from .conditions import compute_conditions
+from .suite import Galaxy, GalaxySuite, NonFiniteRowsWarning, SuiteFileError
 
-__all__ = ["schema"]
+__all__ = [
+    "schema",
+    "compute_conditions",
+    "Galaxy",
+    "GalaxySuite",
+    "NonFiniteRowsWarning",
+    "SuiteFileError",
+]
