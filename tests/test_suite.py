@@ -441,7 +441,7 @@ def test_write_is_atomic_with_rename(tmp_path, monkeypatch):
         seen.append((Path(src).name, Path(dst).name, h5py.is_hdf5(src)))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(suite_mod.os, "replace", spy)
+    monkeypatch.setattr(os, "replace", spy)
     make_suite(2, 5).write(tmp_path / "s.h5")
     assert len(seen) == 1
     src, dst, complete = seen[0]

@@ -14,7 +14,6 @@ import datetime as _dt
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import h5py
 import numpy as np
 from astropy.table import QTable
 
+from ..io import FileFormatError, atomic_path
 from .schema import CONDITION_NAMES, STAR_NAMES, column, condition_column, star_column
 
 __all__ = [
@@ -46,7 +46,7 @@ _MASS_DATASET = "particle_mass"
 _CHUNK_ROWS = 65_536
 
 
-class SuiteFileError(ValueError):
+class SuiteFileError(FileFormatError):
     """A galaxy-suite file cannot be read: not HDF5, truncated, foreign, or inconsistent."""
 
 
@@ -601,31 +601,9 @@ class GalaxySuite:
             truth_type = f"{type(self.truth).__module__}.{type(self.truth).__qualname__}"
         meta_json = _to_json(self.meta)
         galaxy_meta = [_to_json(g.meta) for g in self._galaxies]
-        directory = path.parent if str(path.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             with h5py.File(tmp, "w") as f:
                 _write_suite(f, self, meta_json, galaxy_meta, truth_json, truth_type)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        try:  # make the rename itself durable where the platform allows it
-            dfd = os.open(directory, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
 
     @classmethod
     def read(cls, path: str | os.PathLike, load_truth: bool = True) -> GalaxySuite:
