@@ -2,6 +2,7 @@
 
 from . import schema
 from .conditions import compute_conditions
+from .nihao import NihaoCuts, read_nihao
 from .suite import Galaxy, GalaxySuite, NonFiniteRowsWarning, SuiteFileError
 
 __all__ = [
@@ -9,6 +10,8 @@ __all__ = [
     "compute_conditions",
     "Galaxy",
     "GalaxySuite",
+    "NihaoCuts",
     "NonFiniteRowsWarning",
+    "read_nihao",
     "SuiteFileError",
 ]
