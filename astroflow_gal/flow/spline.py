@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["rational_quadratic_spline", "spline_parameter_count"]
+__all__ = ["rational_quadratic_spline", "spline_bins", "spline_parameter_count"]
 
 
 def spline_parameter_count(bins: int) -> int:
@@ -31,7 +31,41 @@ def _knots(raw: torch.Tensor, bound: float) -> tuple[torch.Tensor, torch.Tensor]
     knots = F.pad(knots, (1, 0), value=-bound)
     # Pin the last knot to exactly +bound (cumsum rounding would leave it a few ulp off).
     knots = torch.cat([knots[..., :-1], torch.full_like(knots[..., :1], bound)], dim=-1)
-    return knots, knots[..., 1:] - knots[..., :-1]
+    # A bin narrower than the float spacing at B has knots that coincide: its size would be 0
+    # and the slope h / w a NaN. The floor keeps such a degenerate bin finite; it changes no bin
+    # of a usable spline.
+    floor = torch.finfo(knots.dtype).tiny ** 0.25
+    return knots, (knots[..., 1:] - knots[..., :-1]).clamp_min(floor)
+
+
+def spline_bins(
+    raw_widths: torch.Tensor,
+    raw_heights: torch.Tensor,
+    raw_derivatives: torch.Tensor,
+    bound: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bin widths, bin heights and knot derivatives from the raw spline parameters.
+
+    Parameters
+    ----------
+    raw_widths, raw_heights : torch.Tensor
+        Unnormalised bin sizes, shape ``(..., K)`` (dimensionless).
+    raw_derivatives : torch.Tensor
+        Unnormalised inner-knot derivatives, shape ``(..., K - 1)`` (dimensionless).
+    bound : float
+        Half-width ``B`` of the spline interval (flow-space units).
+
+    Returns
+    -------
+    widths, heights : torch.Tensor
+        Bin sizes, shape ``(..., K)``, each row summing to ``2 B``.
+    derivatives : torch.Tensor
+        Derivatives at all ``K + 1`` knots, shape ``(..., K + 1)``; 1 at both ends.
+    """
+    _, widths = _knots(raw_widths, bound)
+    _, heights = _knots(raw_heights, bound)
+    derivatives = F.pad(F.softplus(raw_derivatives), (1, 1), value=1.0)
+    return widths, heights, derivatives
 
 
 def _bin_index(knots: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
