@@ -185,6 +185,8 @@ def test_split_explicit_ids():
     assert sp.holdout.ids == ["g1", "g4"]
     assert sp.train.truth is t and sp.holdout.truth is t
     assert sp.train.meta["source"] == "test"
+    assert sp.train.meta["split"] == {"part": "train", "held_out": ["g1", "g4"]}
+    assert sp.holdout.meta["split"]["part"] == "holdout"
     assert s.train.ids == s.ids and len(s.holdout) == 0
     with pytest.raises(KeyError, match="g42"):
         s.split(holdout=["g42"])

@@ -496,15 +496,20 @@ class GalaxySuite:
 
     @property
     def train(self) -> GalaxySuite:
-        """The galaxies not held out (all of them when none is held out)."""
+        """The galaxies not held out (all of them when none is held out).
+
+        Same truth and metadata; ``meta["split"]`` records the part and the held-out ids.
+        """
         held = set(self.holdout_ids)
-        return self._derived([g for g in self._galaxies if g.id not in held])
+        split = {"part": "train", "held_out": list(self.holdout_ids)}
+        return self._derived([g for g in self._galaxies if g.id not in held], split=split)
 
     @property
     def holdout(self) -> GalaxySuite:
         """The held-out galaxies (an empty suite when none is held out)."""
         held = set(self.holdout_ids)
-        return self._derived([g for g in self._galaxies if g.id in held])
+        split = {"part": "holdout", "held_out": list(self.holdout_ids)}
+        return self._derived([g for g in self._galaxies if g.id in held], split=split)
 
     def cross_validation(
         self, n_models: int = 20, n_holdout: int = 5, seed: int = 0
