@@ -10,6 +10,7 @@ import sys
 _COMMAND_MODULES = (
     "astroflow_gal.cli_demo",
     "astroflow_gal.cli_suite",
+    "astroflow_gal.cli_train",
 )
 
 

@@ -1,0 +1,101 @@
+"""``astroflow-gal train``: suite file in, model file out; TOML options; resume."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from astroflow_gal.cli import main
+from astroflow_gal.cli_train import read_config
+
+CONFIG = """
+[flow]
+n_layers = 2
+bins = 4
+hidden = 16
+hidden_layers = 1
+
+[training]
+batch_size = 256
+lr = 1e-3
+seed = 3
+checkpoint_every = 2
+"""
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def suite_file(tmp_path_factory):
+    from astroflow_gal.data import GalaxySuite
+
+    path = tmp_path_factory.mktemp("suite") / "suite.h5"
+    GalaxySuite.synthetic(n_galaxies=4, seed=0, max_total_stars=1600, min_stars=200,
+                          max_stars_per_galaxy=600).write(path)
+    return path
+
+
+def test_train_writes_model_with_history_and_holdout(tmp_path, suite_file, capsys):
+    from astroflow_gal.data import GalaxySuite
+    from astroflow_gal.model import GalaxyModel
+
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(CONFIG)
+    out = tmp_path / "model.h5"
+    held = GalaxySuite.read(suite_file).ids[1]
+    code = main(["train", str(suite_file), "-o", str(out), "--config", str(cfg),
+                 "--holdout", held, "--epochs", "2", "--no-progress",
+                 "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert code == 0, capsys.readouterr().err
+    assert "wrote" in capsys.readouterr().out
+    model = GalaxyModel.load(out)
+    assert model.flow.config["hidden"] == 16 and model.flow.config["n_layers"] == 2
+    history = model.history["edf"]
+    assert history["epoch"] == [0, 1]
+    assert all(v == v for v in history["val_nll"])  # validation ran (not NaN)
+    assert model.meta["holdout"] == [held]
+    assert list((tmp_path / "ckpt").rglob("checkpoint-*.h5"))
+
+    # resuming a finished run trains no further and gives the same weights
+    out2 = tmp_path / "model2.h5"
+    code = main(["train", str(suite_file), "-o", str(out2), "--config", str(cfg),
+                 "--holdout", held, "--epochs", "2", "--no-progress",
+                 "--checkpoint-dir", str(tmp_path / "ckpt"), "--resume"])
+    assert code == 0
+    again = GalaxyModel.load(out2)
+    for key, value in model.flow.state_dict().items():
+        assert torch.equal(value, again.flow.state_dict()[key]), key
+
+
+def test_bad_options_fail_before_training(tmp_path, suite_file, capsys):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[training]\nepochs = 1\nlearning_rate = 3\n")
+    assert main(["train", str(suite_file), "-o", str(tmp_path / "m.h5"),
+                 "--config", str(cfg)]) == 2
+    assert "unknown keys ['learning_rate'] in [training]" in capsys.readouterr().err
+    assert main(["train", str(suite_file), "-o", str(tmp_path / "m.h5")]) == 2
+    assert "epochs" in capsys.readouterr().err
+    assert main(["train", str(suite_file), "-o", str(tmp_path / "no" / "m.h5"),
+                 "--epochs", "1"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["train", str(suite_file), "-o", str(tmp_path / "m.h5"), "--epochs", "1",
+                 "--resume"]) == 2
+    assert "--checkpoint-dir" in capsys.readouterr().err
+
+
+def test_read_config_tables(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(CONFIG + "\n[split]\nn_holdout = 1\nseed = 4\n")
+    tables = read_config(cfg)
+    assert tables["flow"]["hidden"] == 16
+    assert tables["training"]["checkpoint_every"] == 2
+    assert tables["split"] == {"n_holdout": 1, "seed": 4}
+    cfg.write_text("[optimiser]\nlr = 1\n")
+    with pytest.raises(ValueError, match="unknown tables"):
+        read_config(cfg)
