@@ -26,6 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     syn.add_argument("-o", "--output", type=Path, required=True, help="suite file to write")
     syn.add_argument("--n-galaxies", type=int, default=95, help="number of galaxies (95)")
     syn.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    syn.add_argument("--max-total-stars", type=int, default=None,
+                     help="upper bound of the total number of stars (generator default)")
+    syn.add_argument("--min-stars", type=int, default=None,
+                     help="floor of stars per galaxy (generator default)")
+    syn.add_argument("--max-stars-per-galaxy", type=int, default=None,
+                     help="cap of stars per galaxy (generator default)")
     syn.set_defaults(func=run_synthetic)
 
     nih = actions.add_parser("nihao", help="read a folder of NIHAO star files (.npy)")
@@ -59,7 +65,12 @@ def run_synthetic(args: argparse.Namespace) -> int:
     """Draw a synthetic suite and write it."""
     from .data import GalaxySuite
 
-    suite = GalaxySuite.synthetic(n_galaxies=args.n_galaxies, seed=args.seed)
+    options = {
+        key: getattr(args, key)
+        for key in ("max_total_stars", "min_stars", "max_stars_per_galaxy")
+        if getattr(args, key) is not None
+    }
+    suite = GalaxySuite.synthetic(n_galaxies=args.n_galaxies, seed=args.seed, **options)
     suite.write(args.output)
     print(f"wrote {args.output}: {len(suite)} synthetic galaxies, {suite.n_stars} stars "
           f"(seed {args.seed})")

@@ -64,3 +64,20 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert not (tmp_path / "o.h5").exists()
     with pytest.raises(SystemExit):
         main(["suite", "nihao", str(tmp_path), "-o", "x.h5", "--r-cap", "wide"])
+
+
+def test_synthetic_then_info(tmp_path, capsys):
+    out = tmp_path / "syn.h5"
+    args = ["suite", "synthetic", "-o", str(out), "--n-galaxies", "3", "--seed", "4",
+            "--max-total-stars", "1500", "--min-stars", "300"]
+    assert main(args) == 0
+    assert "3 synthetic galaxies" in capsys.readouterr().out
+    suite = GalaxySuite.read(out)
+    assert len(suite) == 3 and suite.meta["seed"] == 4 and suite.meta["source"] == "synthetic"
+    assert 900 <= suite.n_stars <= 1500
+    assert suite.truth is not None
+    assert main(["suite", "info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "exact truth: yes" in text and "source: synthetic" in text
+    for gid in suite.ids:
+        assert any(line.strip().startswith(gid) for line in text.splitlines())

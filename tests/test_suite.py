@@ -448,3 +448,15 @@ def test_write_is_atomic_with_rename(tmp_path, monkeypatch):
     assert len(seen) == 1
     src, dst, complete = seen[0]
     assert dst == "s.h5" and src != "s.h5" and complete
+
+
+def test_synthetic_truth_survives_round_trip(tmp_path):
+    s = GalaxySuite.synthetic(n_galaxies=2, seed=5, max_total_stars=800, min_stars=200)
+    s = s.split(holdout=[s.ids[1]])
+    s.write(tmp_path / "syn.h5")
+    back = GalaxySuite.read(tmp_path / "syn.h5")
+    assert_suites_equal(s, back)
+    assert type(back.truth) is type(s.truth)
+    for gid in s.ids:
+        stars = s[gid].stars
+        np.testing.assert_array_equal(back.truth.log_prob(stars, gid), s.truth.log_prob(stars, gid))
