@@ -76,21 +76,35 @@ def test_disc_position_normalised(gal: str, which: str) -> None:
     assert abs(2 * val - 1.0) < TOL
 
 
+@pytest.mark.parametrize("truncation", [0.0, 24.0])
 @pytest.mark.parametrize("q", [1.0, 0.55])
-def test_hernquist_normalised_with_flattening(q: float) -> None:
+def test_hernquist_normalised_with_flattening(q: float, truncation: float) -> None:
     a = 0.8
 
-    def f(t: float, r: float) -> float:
-        # spherical coordinates r, theta (t = cos theta), azimuth integrated analytically
+    def f(r: float, t: float) -> float:
+        # spherical coordinates r, t = cos(theta); the azimuth is integrated analytically
         s = math.sqrt(1 - t * t)
         lp, _ = log_spheroid_position(
-            np.array([r * s]), np.array([0.0]), np.array([r * t]), a, q
+            np.array([r * s]), np.array([0.0]), np.array([r * t]), a, q, truncation
         )
         return 2.0 * math.pi * r * r * math.exp(lp[0])
 
-    inner, _ = integrate.dblquad(f, 0, 50 * a, -1, 1, epsabs=1e-11, epsrel=1e-10)
-    outer, _ = integrate.dblquad(f, 50 * a, np.inf, -1, 1, epsabs=1e-11, epsrel=1e-10)
-    assert abs(inner + outer - 1.0) < TOL
+    if truncation > 0:
+        # integrate up to the truncation ellipsoid s = s_max along each direction
+        def edge(t: float) -> float:
+            return truncation / math.sqrt(1 - t * t + (t / q) ** 2)
+
+        total, _ = integrate.dblquad(f, -1, 1, 0, edge, epsabs=1e-11, epsrel=1e-10)
+        beyond = log_spheroid_position(
+            np.array([0.0, 1.01 * truncation]), np.zeros(2), np.zeros(2), a, q, truncation
+        )[0]
+        assert np.isfinite(beyond[0]) and np.isneginf(beyond[1])
+    else:
+        total = sum(
+            integrate.dblquad(f, -1, 1, lo, hi, epsabs=1e-11, epsrel=1e-10)[0]
+            for lo, hi in ((0, 50 * a), (50 * a, np.inf))
+        )
+    assert abs(total - 1.0) < TOL
     # the flattening changes the density (a real map, not a no-op)
     p1 = log_spheroid_position(np.array([0.0]), np.array([0.0]), np.array([1.0]), a, 1.0)[0]
     pq = log_spheroid_position(np.array([0.0]), np.array([0.0]), np.array([1.0]), a, q)[0]
@@ -182,24 +196,23 @@ def _z_score(samples: np.ndarray, target: float) -> float:
     return float((samples.mean() - target) / (samples.std(ddof=1) / math.sqrt(samples.size)))
 
 
-@pytest.mark.parametrize("gal", ["dwarf", "intermediate", "mw"])
-def test_stein_identities(truth: SyntheticTruth, gal: str) -> None:
-    """E[d log p/dx_i] = 0 and E[(x_i - c) d log p/dx_i] = -1 for every unbounded dimension.
-
-    Z > 0 is tested in u = log10 Z, where d log p_u/du = Z ln10 d log p/dZ + ln 10. Age is
-    bounded (the truncated density does not vanish at 0 and 13.8 Gyr, so the plain identities
-    pick up boundary terms); it is tested with the weight g(t) = t (T - t), which vanishes at both
-    bounds: E[g(t) d log p/dt + g'(t)] = 0.
-    """
+def _stein_checks(truth: SyntheticTruth, gal: str, seed: int) -> None:
     n = 100_000
-    v = truth.sample_arrays(n, gal, 2024)
+    v = truth.sample_arrays(n, gal, seed)
     g = truth.grad_log_prob_arrays(v, gal)
+    sph = truth.params(gal).component("spheroid")
+    # a truncated spheroid's density jumps to 0 on the ellipsoid s = s_max; integrating by parts
+    # adds the flux w rho(s_max) V(s_max) = (2/3) w a / (s_max + a) to the second identity
+    edge = 0.0
+    if sph.truncation > 0:
+        edge = 2.0 / 3.0 * sph.weight * sph.scale_length / (sph.truncation + sph.scale_length)
     for j, name in enumerate(STAR_NAMES):
         if name in ("Z", "age"):
             continue
+        target = -1.0 + (edge if name in ("x", "y", "z") else 0.0)
         c = v[:, j].mean()
         assert abs(_z_score(g[:, j], 0.0)) < 4, name
-        assert abs(_z_score((v[:, j] - c) * g[:, j], -1.0)) < 4, name
+        assert abs(_z_score((v[:, j] - c) * g[:, j], target)) < 4, name
     lz = np.log10(v[:, 6])
     score_u = g[:, 6] * v[:, 6] * math.log(10) + math.log(10)
     assert abs(_z_score(score_u, 0.0)) < 4
@@ -207,6 +220,28 @@ def test_stein_identities(truth: SyntheticTruth, gal: str) -> None:
     t = v[:, 9]
     assert t.min() >= 0 and t.max() <= T_UNIVERSE
     assert abs(_z_score(t * (T_UNIVERSE - t) * g[:, 9] + (T_UNIVERSE - 2 * t), 0.0)) < 4
+
+
+@pytest.mark.parametrize("gal", ["dwarf", "intermediate", "mw"])
+def test_stein_identities(truth: SyntheticTruth, gal: str) -> None:
+    """E[d log p/dx_i] = 0 and E[(x_i - c) d log p/dx_i] = -1 for every unbounded dimension.
+
+    Z > 0 is tested in u = log10 Z, where d log p_u/du = Z ln10 d log p/dZ + ln 10. Age is
+    bounded (the truncated density does not vanish at 0 and 13.8 Gyr, so the plain identities
+    pick up boundary terms); it is tested with the weight g(t) = t (T - t), which vanishes at both
+    bounds: E[g(t) d log p/dt + g'(t)] = 0. Positions carry the exact boundary term of the
+    truncated spheroid.
+    """
+    _stein_checks(truth, gal, 2024)
+
+
+def test_stein_identities_untruncated_hernquist() -> None:
+    """Pure Hernquist spheroids (no truncation): the plain identities hold for positions."""
+    gals = [galaxy_from_mass(k, m, EARLY, 10, None) for k, m in (("d", 6.8), ("m", 10.5))]
+    truth = SyntheticTruth(gals)
+    assert truth.params("d").component("spheroid").truncation == 0
+    for gid in ("d", "m"):
+        _stein_checks(truth, gid, 99)
 
 
 def test_stein_detects_a_wrong_sampler(truth: SyntheticTruth) -> None:

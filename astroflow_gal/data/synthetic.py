@@ -375,6 +375,7 @@ def make_synthetic_suite(
     min_stars: int = 2_000,
     max_stars_per_galaxy: int = 200_000,
     log_mass_range: tuple[float, float] = (6.5, 11.0),
+    spheroid_truncation: float | None = 30.0,
     id_prefix: str = "syn",
 ):
     """Draw a synthetic NIHAO-like galaxy suite with an exact eDF.
@@ -398,6 +399,10 @@ def make_synthetic_suite(
         Cap of stars per galaxy.
     log_mass_range : (float, float)
         Range of log10 stellar mass [Msun].
+    spheroid_truncation : float or None
+        The spheroid is truncated at ellipsoidal radius ``spheroid_truncation * a`` (a multiple
+        of its Hernquist scale ``a``; exact renormalisation), which keeps the rare stars of the
+        Hernquist r^-4 tail from reaching hundreds of kpc. ``None``: untruncated Hernquist.
     id_prefix : str
         Galaxy ids are ``f"{id_prefix}{i:03d}"``.
 
@@ -429,7 +434,9 @@ def make_synthetic_suite(
     params, galaxies = [], []
     for i in range(n_galaxies):
         gid = f"{id_prefix}{i:03d}"
-        gal = galaxy_from_mass(gid, float(log_m[i]), draw_scatter(param_rng), int(counts[i]))
+        gal = galaxy_from_mass(
+            gid, float(log_m[i]), draw_scatter(param_rng), int(counts[i]), spheroid_truncation
+        )
         params.append(gal)
         values = gal.sample(int(counts[i]), star_rngs[i])
         stars = _table(values)
@@ -452,6 +459,7 @@ def make_synthetic_suite(
             "min_stars": int(min_stars),
             "max_stars_per_galaxy": int(max_stars_per_galaxy),
             "log_mass_range": [lo, hi],
+            "spheroid_truncation": spheroid_truncation,
             "id_prefix": id_prefix,
         },
         "particle_mass_msun": particle_mass,

@@ -43,7 +43,7 @@ COMPONENT_NAMES = ("thin", "thick", "spheroid")
 N_COLUMNS = 10
 _LOG_2PI = math.log(2.0 * math.pi)
 _LN10 = math.log(10.0)
-_TINY = 1e-300
+_TINY = 1e-100  # radii below this are treated as this (avoids overflow on the axis)
 # column indices in schema order
 IX, IY, IZ, IVX, IVY, IVZ, IMET, IFEH, IOFE, IAGE = range(N_COLUMNS)
 
@@ -92,12 +92,18 @@ def log_disc_position(
 
 
 def log_spheroid_position(
-    x: np.ndarray, y: np.ndarray, z: np.ndarray, scale: float, flattening: float
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    scale: float,
+    flattening: float,
+    truncation: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Flattened Hernquist spheroid: ``a / (2 pi s (s + a)^3) / q`` with ``s^2 = R^2 + (z/q)^2``.
 
     The flattening is the linear map ``z -> q z`` applied to a spherical Hernquist profile;
-    ``1/q`` is its Jacobian.
+    ``1/q`` is its Jacobian. With a truncation ``s_max > 0`` the density is zero for
+    ``s > s_max`` and divided by the enclosed fraction ``M(s_max) = s_max^2 / (s_max + a)^2``.
 
     Parameters
     ----------
@@ -107,11 +113,13 @@ def log_spheroid_position(
         Hernquist scale radius ``a`` [kpc].
     flattening : float
         Axis ratio ``q`` (dimensionless, 1 = spherical).
+    truncation : float
+        Ellipsoidal truncation radius ``s_max`` [kpc]; 0 means none (pure Hernquist).
 
     Returns
     -------
     logp : numpy.ndarray
-        Natural log of the density [1/kpc3].
+        Natural log of the density [1/kpc3]; ``-inf`` beyond the truncation.
     grad : numpy.ndarray, shape (N, 3)
         Its gradient with respect to ``(x, y, z)`` [1/kpc].
     """
@@ -120,6 +128,10 @@ def log_spheroid_position(
     s = np.sqrt(x * x + y * y + zq * zq)
     s_safe = np.maximum(s, _TINY)
     logp = math.log(a / (2.0 * math.pi * q)) - np.log(s_safe) - 3.0 * np.log(s + a)
+    if truncation > 0:
+        logp = np.where(
+            s <= truncation, logp - 2.0 * math.log(truncation / (truncation + a)), -np.inf
+        )
     dlds = -1.0 / s_safe - 3.0 / (s + a)
     c = dlds / s_safe
     grad = np.stack([c * x, c * y, c * zq / q], axis=-1)
@@ -265,6 +277,9 @@ class Component:
         Scatter of [O/Fe] [dex].
     chem_scale : float
         Radial scale ``L`` [kpc] of the metallicity gradient.
+    truncation : float
+        Spheroid only: ellipsoidal radius ``s_max`` [kpc] beyond which the density is zero
+        (with the exact renormalisation); 0 means an untruncated Hernquist profile.
     """
 
     name: str
@@ -290,6 +305,7 @@ class Component:
     ofe_feh_slope: float
     ofe_sigma: float
     chem_scale: float
+    truncation: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in ("disc", "spheroid"):
@@ -304,6 +320,10 @@ class Component:
                 raise ValueError(f"component {self.name!r}: {key} must be positive, got {value}")
         if self.kind == "disc" and not self.scale_height > 0:
             raise ValueError(f"component {self.name!r}: a disc needs scale_height > 0")
+        if not (math.isfinite(self.truncation) and self.truncation >= 0):
+            raise ValueError(f"component {self.name!r}: truncation must be >= 0 (0 = none)")
+        if self.kind == "disc" and self.truncation != 0:
+            raise ValueError(f"component {self.name!r}: only a spheroid can be truncated")
         if not 0 <= self.weight <= 1:
             raise ValueError(f"component {self.name!r}: weight must be in [0, 1]")
 
@@ -350,7 +370,9 @@ class Component:
     def _position(self, x, y, z):
         if self.kind == "disc":
             return log_disc_position(x, y, z, self.scale_length, self.scale_height)
-        return log_spheroid_position(x, y, z, self.scale_length, self.flattening)
+        return log_spheroid_position(
+            x, y, z, self.scale_length, self.flattening, self.truncation
+        )
 
     def _velocity(self, pos, vel):
         return log_velocity(pos, vel, self)
@@ -436,7 +458,10 @@ class Component:
             u = _open_uniform(rng, n)
             z = self.scale_height * np.arctanh(2.0 * u - 1.0)
         else:
-            sq = np.sqrt(_open_uniform(rng, n))
+            u = _open_uniform(rng, n)
+            if self.truncation > 0:
+                u = u * (self.truncation / (self.truncation + self.scale_length)) ** 2
+            sq = np.sqrt(u)
             rad = self.scale_length * sq / (1.0 - sq)
             cos_t = rng.uniform(-1.0, 1.0, n)
             r = rad * np.sqrt(1.0 - cos_t * cos_t)
@@ -513,7 +538,7 @@ def log_velocity(
     grad[:, 4] = -a_r * s - a_phi * c
     grad[:, 5] = -u_z / sig_z
     # d/dx of the cylindrical components: dv_R/dx = -(y/R^2) v_phi, dv_phi/dx = (y/R^2) v_R, ...
-    inv_r2 = 1.0 / np.maximum(r2, _TINY)
+    inv_r2 = 1.0 / (r_safe * r_safe)
     quad = u_r**2 + u_phi**2 + u_z**2 - 3.0
     dm_over_r = dmean_dr / r_safe
     gx = -a_r * (-y * inv_r2 * v_phi) - a_phi * (y * inv_r2 * v_r - dm_over_r * x)

@@ -83,7 +83,11 @@ def _weights(x: float, sc: Scatter) -> tuple[float, float, float]:
 
 
 def galaxy_from_mass(
-    galaxy_id: str, log_mstar: float, scatter: Scatter, n_stars: int
+    galaxy_id: str,
+    log_mstar: float,
+    scatter: Scatter,
+    n_stars: int,
+    spheroid_truncation: float | None = 30.0,
 ) -> SyntheticGalaxy:
     """Parameters of a synthetic galaxy of stellar mass ``10**log_mstar`` Msun.
 
@@ -97,11 +101,16 @@ def galaxy_from_mass(
         Per-galaxy deviations from the mean relations.
     n_stars : int
         Number of star particles the suite draws for it.
+    spheroid_truncation : float or None
+        Truncation of the spheroid at ellipsoidal radius ``spheroid_truncation * a``
+        (dimensionless multiple of the Hernquist scale); ``None`` keeps the untruncated profile.
 
     Returns
     -------
     SyntheticGalaxy
     """
+    if spheroid_truncation is not None and not spheroid_truncation > 0:
+        raise ValueError(f"spheroid_truncation must be positive or None, got {spheroid_truncation}")
     x = float(log_mstar)
     s = disciness(x)
     d = 1.0 - s
@@ -151,6 +160,7 @@ def galaxy_from_mass(
         feh_mean=feh_gal - 0.5 * s, feh_age_slope=0.06, feh_gradient=0.2,
         feh_sigma=0.25 + 0.1 * d,
         ofe_mean=0.28 - 0.08 * d, ofe_age_slope=0.02, ofe_feh_slope=0.25, ofe_sigma=0.08,
+        truncation=0.0 if spheroid_truncation is None else float(spheroid_truncation) * a_sph,
         **common,
     )
     return SyntheticGalaxy(
