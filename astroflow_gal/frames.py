@@ -1,0 +1,68 @@
+"""Coordinate frame of a model galaxy, for astropy ``SkyCoord``.
+
+The frame is centred on the galaxy, at rest with it, with the disc's angular momentum along +z.
+Its parameters (which galaxy, which model, which conditions) are recorded with the coordinates,
+as astropy's ``Galactocentric`` does for the Milky Way.
+"""
+
+from __future__ import annotations
+
+import astropy.units as u
+from astropy.coordinates import (
+    Attribute,
+    BaseCoordinateFrame,
+    CartesianDifferential,
+    CartesianRepresentation,
+    SkyCoord,
+)
+
+__all__ = ["GalaxyFrame", "stars_to_skycoord"]
+
+
+class GalaxyFrame(BaseCoordinateFrame):
+    """Cartesian rest frame of one model galaxy.
+
+    Origin at the galaxy's centre, velocities in its rest frame, the disc's angular momentum
+    along +z (so discs rotate counter-clockwise seen from +z).
+
+    Frame attributes
+    ----------------
+    galaxy : str
+        Which galaxy (a model and its conditions, or a suite galaxy id).
+    """
+
+    default_representation = CartesianRepresentation
+    default_differential = CartesianDifferential
+    galaxy = Attribute(default=None)
+
+
+def stars_to_skycoord(stars, galaxy: str | None = None) -> SkyCoord:
+    """Positions and velocities of a star table as a :class:`~astropy.coordinates.SkyCoord`.
+
+    Parameters
+    ----------
+    stars : astropy.table.QTable
+        Columns ``x, y, z`` (length) and ``vx, vy, vz`` (velocity).
+    galaxy : str, optional
+        Recorded as the frame's ``galaxy`` attribute.
+
+    Returns
+    -------
+    astropy.coordinates.SkyCoord
+        In :class:`GalaxyFrame`, Cartesian representation and differential.
+    """
+    for name, kind in (("x", u.kpc), ("vx", u.km / u.s)):
+        col = stars[name]
+        if not isinstance(col, u.Quantity) or not col.unit.is_equivalent(kind):
+            raise u.UnitConversionError(f"column {name} must be a Quantity compatible with {kind}")
+    return SkyCoord(
+        x=stars["x"],
+        y=stars["y"],
+        z=stars["z"],
+        v_x=stars["vx"],
+        v_y=stars["vy"],
+        v_z=stars["vz"],
+        frame=GalaxyFrame(galaxy=galaxy),
+        representation_type="cartesian",
+        differential_type="cartesian",
+    )

@@ -1,0 +1,247 @@
+"""Checks and conversions of user input, done before any tensor is built.
+
+Stars and conditions arrive as astropy Quantities in any compatible unit, as plain numbers in the
+schema's units, as tables, rows or mappings. They leave as float64 arrays in schema units, or with a
+clear error: NaN, infinite, wrong unit, wrong shape, missing or unknown names, non-positive values
+where a logarithm is taken.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import astropy.units as u
+import numpy as np
+from astropy.table import Row, Table
+
+from .data import schema
+
+__all__ = [
+    "ExtrapolationWarning",
+    "ConditionRangeError",
+    "as_schema_values",
+    "parse_conditions",
+    "stars_to_array",
+    "check_training_range",
+]
+
+
+class ExtrapolationWarning(UserWarning):
+    """Conditions lie outside the range of the galaxies the model was trained on."""
+
+
+class ConditionRangeError(ValueError):
+    """Conditions lie so far outside the training range that the model cannot be trusted."""
+
+
+def as_schema_values(name: str, value: Any) -> np.ndarray:
+    """Convert a Quantity or plain number(s) to float64 in the schema unit of ``name``.
+
+    Raises
+    ------
+    astropy.units.UnitConversionError
+        If a Quantity's unit is not convertible to the schema unit.
+    ValueError
+        If a value is NaN, infinite or not numeric.
+    """
+    unit = schema.column(name).unit
+    if isinstance(value, u.Quantity):
+        try:
+            arr = value.to_value(unit)
+        except u.UnitConversionError as err:
+            raise u.UnitConversionError(
+                f"{name} must be in a unit compatible with {unit or 'dimensionless'}, "
+                f"got {value.unit}"
+            ) from err
+    else:
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name} must be numeric, got {value!r}") from err
+    arr = np.asarray(arr, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return arr
+
+
+def parse_conditions(
+    names: Sequence[str],
+    conditions: Mapping[str, Any] | Row | Table | None = None,
+    keywords: Mapping[str, Any] | None = None,
+) -> np.ndarray:
+    """Galaxy conditions in schema units, shape ``(C,)`` for one galaxy or ``(N, C)`` per star.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The model's condition names, in its order.
+    conditions : mapping, astropy Row or Table, optional
+        Conditions by name (Quantities in any compatible unit or plain numbers in schema units).
+    keywords : mapping, optional
+        The same, given as keyword arguments; both may not name the same condition.
+
+    Raises
+    ------
+    ValueError
+        Missing or unknown conditions, NaN/inf, non-positive masses or metallicities, shapes that
+        do not broadcast.
+    astropy.units.UnitConversionError
+        A Quantity in an incompatible unit.
+    """
+    given: dict[str, Any] = {}
+    if conditions is not None:
+        if isinstance(conditions, (Row, Table)):
+            cols = conditions.colnames
+            source = {n: conditions[n] for n in cols if n in names}
+            unknown = [n for n in cols if n not in names and n != "galaxy_id"]
+            if unknown:
+                raise ValueError(f"unknown conditions {unknown}; this model uses {list(names)}")
+        elif isinstance(conditions, Mapping):
+            source = dict(conditions)
+        else:
+            raise TypeError(
+                "conditions must be a mapping, an astropy Row or Table; "
+                f"got {type(conditions).__name__}"
+            )
+        given.update(source)
+    for key, value in (keywords or {}).items():
+        if key in given:
+            raise ValueError(f"condition {key} given twice")
+        given[key] = value
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise ValueError(f"unknown conditions {unknown}; this model uses {list(names)}")
+    missing = [n for n in names if n not in given]
+    if missing:
+        raise ValueError(f"missing conditions {missing}; this model needs {list(names)}")
+    values = [as_schema_values(n, given[n]) for n in names]
+    for n, v in zip(names, values, strict=True):
+        if schema.column(n).transform == "log10" or n in ("Z_av",):
+            if np.any(v <= 0):
+                raise ValueError(f"{n} must be positive, got {v.min()}")
+        if v.ndim > 1:
+            raise ValueError(f"{n} must be a scalar or a 1-D array, got shape {v.shape}")
+    try:
+        stacked = np.stack(np.broadcast_arrays(*values), axis=-1)
+    except ValueError as err:
+        shapes = {n: v.shape for n, v in zip(names, values, strict=True)}
+        raise ValueError(f"condition shapes do not broadcast: {shapes}") from err
+    return stacked
+
+
+def stars_to_array(
+    stars: Any, names: Sequence[str], positive: Sequence[str] = ()
+) -> np.ndarray:
+    """Star values in schema units, shape ``(N, len(names))``.
+
+    Parameters
+    ----------
+    stars : astropy Table/QTable, mapping of columns, or array
+        Columns by name (Quantities in any compatible unit; plain columns are taken in schema
+        units), or an array of shape (N, len(names)) in schema units.
+    names : sequence of str
+        Star columns needed, in order.
+    positive : sequence of str
+        Columns that must be strictly positive (their logarithm is taken).
+
+    Raises
+    ------
+    ValueError
+        Missing columns, wrong shape, NaN/inf, non-positive Z.
+    astropy.units.UnitConversionError
+        A column in an incompatible unit.
+    """
+    if isinstance(stars, (Table, Mapping)):
+        colnames = stars.colnames if isinstance(stars, Table) else list(stars)
+        missing = [n for n in names if n not in colnames]
+        if missing:
+            raise ValueError(f"stars lack the columns {missing}; needed: {list(names)}")
+        cols = []
+        for n in names:
+            col = stars[n]
+            if isinstance(stars, Table) and not isinstance(col, u.Quantity):
+                if col.unit is not None:
+                    col = u.Quantity(col)
+                else:
+                    col = np.asarray(col)
+            cols.append(as_schema_values(n, col))
+        shapes = {c.shape for c in cols}
+        if len(shapes) != 1 or cols[0].ndim != 1:
+            raise ValueError(f"star columns must be 1-D of equal length, got shapes {shapes}")
+        arr = np.stack(cols, axis=1)
+    else:
+        if isinstance(stars, u.Quantity):
+            raise TypeError("pass a table of columns with units, not one Quantity array")
+        arr = np.asarray(stars, dtype=np.float64)
+        if arr.ndim != 2 or arr.shape[1] != len(names):
+            raise ValueError(
+                f"stars must have shape (N, {len(names)}) for columns {list(names)}, "
+                f"got {arr.shape}"
+            )
+        if not np.all(np.isfinite(arr)):
+            bad = np.unique(np.nonzero(~np.isfinite(arr))[1])
+            raise ValueError(f"stars hold NaN or infinite values in {[names[i] for i in bad]}")
+    for i, n in enumerate(names):
+        if n in positive and np.any(arr[:, i] <= 0):
+            raise ValueError(f"star column {n} must be positive (its log is taken)")
+    return arr
+
+
+def check_training_range(
+    values: np.ndarray,
+    names: Sequence[str],
+    training_range: Mapping[str, Sequence[float]] | None,
+    max_excess: float = 1.0,
+) -> None:
+    """Warn when conditions leave the training range; raise when far outside it.
+
+    The distance is measured in the flow's transformed scale (log10 for masses), as a fraction
+    of the training range's width.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Conditions in schema units, shape (C,) or (N, C).
+    names : sequence of str
+        Condition names.
+    training_range : mapping of name to (min, max), optional
+        Range of every condition over the training galaxies, schema units; None skips the check.
+    max_excess : float
+        Beyond this many training-range widths outside the range, raise
+        :class:`ConditionRangeError`.
+    """
+    if not training_range:
+        return
+    values = np.atleast_2d(values)
+    messages = []
+    for i, name in enumerate(names):
+        if name not in training_range:
+            continue
+        lo, hi = (float(v) for v in training_range[name])
+        log = schema.column(name).transform == "log10"
+        col = values[:, i]
+        t = np.log10(col) if log else col
+        tlo, thi = (math.log10(lo), math.log10(hi)) if log else (lo, hi)
+        width = max(thi - tlo, 1e-12)
+        below, above = tlo - t.min(), t.max() - thi
+        excess = max(below, above)
+        if excess <= 0:
+            continue
+        unit = schema.column(name).unit
+        scale = "dex" if log else (str(unit) if str(unit) else "")
+        side = "below" if below >= above else "above"
+        msg = (
+            f"{name} is {side} the training range [{lo:.4g}, {hi:.4g}] {unit} "
+            f"by {excess:.3g} {scale}".rstrip()
+        )
+        if excess > max_excess * width:
+            raise ConditionRangeError(
+                msg + f" (more than {max_excess:g} times the range's width); "
+                "the model cannot be trusted there. Pass allow_extrapolation=True to force it."
+            )
+        messages.append(msg)
+    if messages:
+        warnings.warn("; ".join(messages), ExtrapolationWarning, stacklevel=3)

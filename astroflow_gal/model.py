@@ -1,0 +1,861 @@
+"""``GalaxyModel``: the learned eDF as the astronomer holds it.
+
+A flow, the normaliser between schema units and flow space, the condition names, the training range
+and the model's history, with sampling to astropy tables, the exact physical eDF, and safe files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.resources
+import math
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import astropy.units as u
+import numpy as np
+import torch
+from astropy.table import QTable
+
+from . import __version__
+from .data import schema
+from .flow import ConditionalSplineFlow, from_galacticflow
+from .inputs import check_training_range, parse_conditions, stars_to_array
+from .io import FileFormatError, read_tree, write_tree
+from .normalizer import ColumnTransform, Normalizer
+
+__all__ = ["GalaxyModel", "MARGINALS", "SAMPLE_BLOCK"]
+
+FORMAT_NAME = "astroflow_gal.GalaxyModel"
+FORMAT_VERSION = 1
+#: Latent draws come in blocks of this many stars, each from its own seeded generator, so a
+#: sample does not depend on the batch size or on how many processes share the work.
+SAMPLE_BLOCK = 65_536
+DEFAULT_BATCH = 65_536
+#: Marginal flows a model may carry, and the star columns each is over.
+MARGINALS: dict[str, tuple[str, ...]] = {
+    "position": schema.POSITION_NAMES,
+    "phase_space": schema.PHASE_SPACE_NAMES,
+}
+
+
+def _block_seed(seed: int, block: int) -> int:
+    """Seed of the latent generator of one block (independent streams per block)."""
+    state = np.random.SeedSequence([int(seed), int(block)]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1
+
+
+def _block_latents(seed: int, block: int, n_rows: int, dim: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(_block_seed(seed, block))
+    return torch.randn(n_rows, dim, generator=generator, dtype=torch.float32)
+
+
+def _show_progress(progress: bool | None, n: int) -> bool:
+    if progress is not None:
+        return bool(progress)
+    return n >= 500_000 and sys.stderr.isatty()
+
+
+def _describe_conditions(names: Sequence[str], values: np.ndarray) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in zip(names, np.atleast_1d(values), strict=True):
+        unit = schema.column(name).unit
+        out[name] = f"{float(value):.10g} {unit}".strip()
+    return out
+
+
+class GalaxyModel:
+    """A learned extended distribution function of galaxies, in physical units.
+
+    Parameters
+    ----------
+    flow : ConditionalSplineFlow
+        The flow over the star columns in flow space.
+    normalizer : Normalizer
+        Maps star columns and conditions between schema units and flow space.
+    training_range : mapping of str to (float, float), optional
+        Range of every condition over the training galaxies, in schema units. Conditions outside
+        it raise an :class:`~astroflow_gal.inputs.ExtrapolationWarning`.
+    meta : dict, optional
+        JSON-able description: name, training suite (seed, size, held-out ids), options.
+    history : dict, optional
+        Training history (per-epoch losses, learning rate, wall time).
+    marginals : mapping of str to ConditionalSplineFlow, optional
+        Flows of marginal densities, keyed by a name in :data:`MARGINALS`.
+    """
+
+    def __init__(
+        self,
+        flow: ConditionalSplineFlow,
+        normalizer: Normalizer,
+        *,
+        training_range: Mapping[str, Sequence[float]] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        history: Mapping[str, Any] | None = None,
+        marginals: Mapping[str, ConditionalSplineFlow] | None = None,
+    ) -> None:
+        if flow.dim != len(normalizer.star_names):
+            raise ValueError(
+                f"flow has {flow.dim} data dimensions, normaliser {len(normalizer.star_names)}"
+            )
+        if flow.cond_dim != len(normalizer.condition_names):
+            raise ValueError(
+                f"flow has {flow.cond_dim} conditions, normaliser "
+                f"{len(normalizer.condition_names)}"
+            )
+        self.flow = flow.eval()
+        self.normalizer = normalizer
+        self.training_range = (
+            {k: [float(v[0]), float(v[1])] for k, v in training_range.items()}
+            if training_range
+            else None
+        )
+        self.meta = dict(meta or {})
+        self.history = dict(history or {})
+        self.marginals: dict[str, ConditionalSplineFlow] = {}
+        for kind, marginal in (marginals or {}).items():
+            if kind not in MARGINALS:
+                raise ValueError(f"unknown marginal {kind!r}; known: {sorted(MARGINALS)}")
+            if marginal.dim != len(MARGINALS[kind]):
+                raise ValueError(f"marginal {kind} flow must have {len(MARGINALS[kind])} dims")
+            self.marginals[kind] = marginal.eval()
+
+    # -- description ----------------
+    @property
+    def star_names(self) -> tuple[str, ...]:
+        """Star columns of the eDF, in flow order."""
+        return self.normalizer.star_names
+
+    @property
+    def condition_names(self) -> tuple[str, ...]:
+        """Galaxy conditions, in flow order."""
+        return self.normalizer.condition_names
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.flow.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.flow.parameters()).dtype
+
+    @property
+    def edf_unit(self) -> u.UnitBase:
+        """Unit of :meth:`edf`: the inverse of the product of the star columns' units."""
+        return schema.edf_unit(self.star_names)
+
+    def __repr__(self) -> str:
+        cfg = self.flow.config
+        return (
+            f"<GalaxyModel {self.meta.get('name', 'unnamed')}: {len(self.star_names)}-D eDF over "
+            f"{', '.join(self.star_names)} | conditions {', '.join(self.condition_names)} | "
+            f"{cfg['n_layers']} layers, {cfg['bins']} bins, {cfg['hidden_layers']}x{cfg['hidden']}"
+            f"{' | marginals ' + ', '.join(self.marginals) if self.marginals else ''}>"
+        )
+
+    def to(
+        self, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> GalaxyModel:
+        """Move every network to ``device`` and/or cast it to ``dtype``; returns ``self``."""
+        for net in [self.flow, *self.marginals.values()]:
+            net.to(device=device, dtype=dtype)
+        return self
+
+    # -- conditions ----------------
+    def _conditions(
+        self,
+        conditions: Any,
+        keywords: Mapping[str, Any],
+        allow_extrapolation: bool,
+    ) -> np.ndarray:
+        values = parse_conditions(self.condition_names, conditions, keywords)
+        check_training_range(
+            values,
+            self.condition_names,
+            self.training_range,
+            max_excess=math.inf if allow_extrapolation else 1.0,
+        )
+        return values
+
+    def _positive_columns(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.normalizer.star_transforms if t.log10)
+
+    def _flow_conditions(self, values: np.ndarray | torch.Tensor) -> torch.Tensor:
+        c = torch.as_tensor(values, dtype=torch.float64)
+        return self.normalizer.conditions_to_flow(c).to(self.device, self.dtype)
+
+    # -- sampling ----------------
+    def _latent_batches(
+        self, n: int, batch_size: int, blocks: Sequence[int] | None = None
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """(first row, latent batch) over the given blocks of an ``n``-star sample."""
+        seed = self._current_seed
+        n_blocks = -(-n // SAMPLE_BLOCK)
+        for block in range(n_blocks) if blocks is None else blocks:
+            lo = block * SAMPLE_BLOCK
+            rows = min(n, lo + SAMPLE_BLOCK) - lo
+            z = _block_latents(seed, block, rows, self.flow.dim)
+            for start in range(0, rows, batch_size):
+                yield lo + start, z[start : start + batch_size]
+
+    def _sample_rows(self, z: torch.Tensor, c_flow: torch.Tensor) -> np.ndarray:
+        x_flow, _ = self.flow.inverse(z.to(self.device, self.dtype), c_flow)
+        physical = self.normalizer.stars_from_flow(x_flow.to("cpu", torch.float64))
+        return physical.numpy()
+
+    def _prepare_sample(
+        self, n: int, conditions: Any, keywords: Mapping[str, Any], seed: int | None,
+        allow_extrapolation: bool,
+    ) -> tuple[np.ndarray, torch.Tensor, int]:
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        values = self._conditions(conditions, keywords, allow_extrapolation)
+        if values.ndim != 1:
+            raise ValueError("sample() draws one galaxy: give one value per condition")
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint32)[0])
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        return values, self._flow_conditions(values), int(seed)
+
+    def _table_meta(self, values: np.ndarray, seed: int, n: int) -> dict[str, Any]:
+        return {
+            "conditions": _describe_conditions(self.condition_names, values),
+            "seed": seed,
+            "n_stars": int(n),
+            "model": self.meta.get("name", "unnamed"),
+            "model_id": self.meta.get("model_id"),
+            "astroflow_gal_version": __version__,
+            "frame": "galaxy rest frame: centre at origin, disc angular momentum along +z",
+        }
+
+    @torch.inference_mode()
+    def sample(
+        self,
+        n: int,
+        conditions: Mapping[str, Any] | Any = None,
+        /,
+        *,
+        seed: int | None = None,
+        device: str | torch.device | None = None,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+        allow_extrapolation: bool = False,
+        **condition_values: Any,
+    ) -> QTable:
+        """Draw the stars of one galaxy.
+
+        Parameters
+        ----------
+        n : int
+            Number of stars.
+        conditions : mapping or astropy Row, optional
+            The galaxy's conditions by name; or give them as keywords.
+        seed : int, optional
+            Random seed; the same seed gives the same stars whatever ``batch_size`` or device.
+            Drawn from the operating system when omitted, and recorded in ``meta``.
+        device : str or torch.device, optional
+            Move the model there first (e.g. ``"cuda"``).
+        batch_size : int, optional
+            Stars per flow evaluation (bounds memory); default 65,536.
+        progress : bool, optional
+            Show a progress bar; by default for large samples on a terminal.
+        allow_extrapolation : bool
+            Accept conditions far outside the training range (a warning is still given).
+        **condition_values
+            Conditions as keywords: ``M_stars`` (mass, Msun if a plain number), ``tau50`` and
+            ``tau10`` (time, Gyr), ``Z_av`` (dimensionless); Quantities in any compatible unit.
+
+        Returns
+        -------
+        astropy.table.QTable
+            One row per star, the schema's columns in their units (kpc, km/s, dimensionless Z,
+            dex, Gyr); ``meta`` records the conditions, the seed and the model.
+        """
+        from tqdm.auto import tqdm
+
+        if device is not None:
+            self.to(device)
+        values, c_flow, seed = self._prepare_sample(
+            n, conditions, condition_values, seed, allow_extrapolation
+        )
+        batch = int(batch_size or DEFAULT_BATCH)
+        if batch < 1:
+            raise ValueError("batch_size must be positive")
+        out = np.empty((n, self.flow.dim), dtype=np.float64)
+        self._current_seed = seed
+        with tqdm(total=n, unit="star", disable=not _show_progress(progress, n)) as bar:
+            for start, z in self._latent_batches(n, batch):
+                out[start : start + z.shape[0]] = self._sample_rows(z, c_flow)
+                bar.update(z.shape[0])
+        table = QTable(
+            {name: out[:, i] * schema.column(name).unit for i, name in enumerate(self.star_names)}
+        )
+        table.meta.update(self._table_meta(values, seed, n))
+        return table
+
+    def sample_to_file(
+        self,
+        n: int,
+        path: str | os.PathLike,
+        conditions: Mapping[str, Any] | Any = None,
+        /,
+        *,
+        seed: int | None = None,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        allow_extrapolation: bool = False,
+        **condition_values: Any,
+    ) -> Path:
+        """Stream a large sample to HDF5 in bounded memory.
+
+        Under ``torchrun`` (or with explicit ``rank``/``world_size``) every process writes a shard
+        ``<path>.rank<r>of<W>.h5`` holding its share of one logical sample (the same seed gives the
+        same stars however many processes), and rank 0 joins them into ``path`` as an HDF5 virtual
+        dataset once all shards exist. Read the result with
+        :func:`astroflow_gal.samples.read_sample`.
+
+        Parameters
+        ----------
+        n : int
+            Number of stars.
+        path : str or path-like
+            Output file (HDF5); written atomically.
+        conditions, seed, batch_size, progress, allow_extrapolation, **condition_values
+            As for :meth:`sample`; ``seed`` must be given when several processes share the work.
+        rank, world_size : int, optional
+            This process's rank and the number of processes; taken from ``torch.distributed`` when
+            it is initialised.
+
+        Returns
+        -------
+        pathlib.Path
+            The file written by this process (the joined file on rank 0).
+        """
+        from .samples import join_sample_shards, shard_path, write_sample_file
+
+        rank, world_size = _rank_and_world(rank, world_size)
+        if world_size > 1 and seed is None:
+            raise ValueError("give a seed when several processes share one sample")
+        values, c_flow, seed = self._prepare_sample(
+            n, conditions, condition_values, seed, allow_extrapolation
+        )
+        batch = int(batch_size or DEFAULT_BATCH)
+        self._current_seed = seed
+        n_blocks = -(-n // SAMPLE_BLOCK)
+        blocks = list(range(rank, n_blocks, world_size))
+        n_mine = sum(min(n, (b + 1) * SAMPLE_BLOCK) - b * SAMPLE_BLOCK for b in blocks)
+        meta = self._table_meta(values, seed, n)
+        target = Path(path) if world_size == 1 else shard_path(path, rank, world_size)
+
+        def rows() -> Iterator[np.ndarray]:
+            with torch.inference_mode():
+                for _, z in self._latent_batches(n, batch, blocks):
+                    yield self._sample_rows(z, c_flow)
+
+        write_sample_file(
+            target,
+            rows(),
+            n_mine,
+            self.star_names,
+            meta | {"rank": rank, "world_size": world_size, "blocks": blocks},
+            progress=_show_progress(progress, n_mine),
+        )
+        if world_size == 1:
+            return target
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+        if rank == 0:
+            return join_sample_shards(path, n, world_size, SAMPLE_BLOCK)
+        return target
+
+    # -- densities ----------------
+    def log_edf_torch(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Differentiable natural log of the physical eDF.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Star values, shape (N, D), columns :attr:`star_names` in schema units (kpc, km/s,
+            dimensionless Z, dex, Gyr). Gradients flow back to ``x``.
+        c : torch.Tensor
+            Conditions in schema units (Msun, Gyr, Gyr, dimensionless), shape (C,) for one galaxy
+            or (N, C) per star.
+
+        Returns
+        -------
+        torch.Tensor
+            ``log f`` with ``f`` in :attr:`edf_unit`, shape (N,), in ``x``'s dtype.
+        """
+        return self._log_density(self.flow, self.normalizer, x, c)
+
+    def _log_density(
+        self, flow: ConditionalSplineFlow, normalizer: Normalizer, x: torch.Tensor, c: torch.Tensor
+    ) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != flow.dim:
+            raise ValueError(f"x must have shape (N, {flow.dim}), got {tuple(x.shape)}")
+        y, log_jac = normalizer.stars_to_flow(x)
+        c_flow = normalizer.conditions_to_flow(c.to(x.dtype))
+        log_p = flow.log_prob(y.to(self.dtype), c_flow.to(self.dtype))
+        return log_p.to(x.dtype) + log_jac
+
+    def log_edf(
+        self,
+        stars: Any,
+        conditions: Mapping[str, Any] | Any = None,
+        /,
+        *,
+        batch_size: int | None = None,
+        allow_extrapolation: bool = False,
+        **condition_values: Any,
+    ) -> np.ndarray:
+        """Natural log of the eDF at the given stars, ``f`` in :attr:`edf_unit`.
+
+        Parameters
+        ----------
+        stars : astropy QTable, mapping of columns, or array (N, D) in schema units
+            The stars; columns with units are converted.
+        conditions, **condition_values
+            One galaxy's conditions (scalars), or one value per star (arrays of length N); as for
+            :meth:`sample`.
+        batch_size : int, optional
+            Stars per flow evaluation.
+        allow_extrapolation : bool
+            Accept conditions far outside the training range.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``log f``, shape (N,), float64.
+        """
+        arr = stars_to_array(stars, self.star_names, self._positive_columns())
+        values = self._conditions(conditions, condition_values, allow_extrapolation)
+        return self._evaluate(self.flow, self.normalizer, arr, values, batch_size)
+
+    def edf(
+        self,
+        stars: Any,
+        conditions: Mapping[str, Any] | Any = None,
+        /,
+        **kwargs: Any,
+    ) -> u.Quantity:
+        """The eDF at the given stars, a Quantity in 1/(kpc3 (km/s)3 dex2 Gyr).
+
+        Normalised to 1 over the star columns; ``edf * M_stars`` is the mass-weighted DF. Takes
+        the arguments of :meth:`log_edf`.
+        """
+        return np.exp(self.log_edf(stars, conditions, **kwargs)) * self.edf_unit
+
+    def log_marginal(
+        self,
+        stars: Any,
+        kind: str = "position",
+        conditions: Mapping[str, Any] | Any = None,
+        /,
+        *,
+        batch_size: int | None = None,
+        allow_extrapolation: bool = False,
+        **condition_values: Any,
+    ) -> np.ndarray:
+        """Natural log of a marginal of the eDF from its trained marginal flow.
+
+        Parameters
+        ----------
+        stars : astropy QTable, mapping, or array (N, k) in schema units
+            The marginal's columns (``x, y, z`` for ``"position"``, plus ``vx, vy, vz`` for
+            ``"phase_space"``).
+        kind : {"position", "phase_space"}
+            Which marginal; the model must have been trained with it (``fit(marginals=...)``).
+        conditions, batch_size, allow_extrapolation, **condition_values
+            As for :meth:`log_edf`.
+
+        Returns
+        -------
+        numpy.ndarray
+            log density in 1/kpc3 (position) or 1/(kpc3 (km/s)3) (phase space), shape (N,).
+        """
+        if kind not in self.marginals:
+            raise ValueError(
+                f"this model carries no {kind!r} marginal (it has "
+                f"{sorted(self.marginals) or 'none'}); train with fit(..., marginals=(...))"
+            )
+        names = MARGINALS[kind]
+        arr = stars_to_array(stars, names, self._positive_columns())
+        values = self._conditions(conditions, condition_values, allow_extrapolation)
+        return self._evaluate(
+            self.marginals[kind], self.normalizer.subset(names), arr, values, batch_size
+        )
+
+    @torch.inference_mode()
+    def _evaluate(
+        self,
+        flow: ConditionalSplineFlow,
+        normalizer: Normalizer,
+        arr: np.ndarray,
+        values: np.ndarray,
+        batch_size: int | None,
+    ) -> np.ndarray:
+        n = arr.shape[0]
+        if values.ndim == 2 and values.shape[0] != n:
+            raise ValueError(f"{values.shape[0]} condition rows for {n} stars")
+        batch = int(batch_size or DEFAULT_BATCH)
+        out = np.empty(n, dtype=np.float64)
+        x_all = torch.from_numpy(arr)
+        c_all = torch.from_numpy(values)
+        for start in range(0, n, batch):
+            stop = min(n, start + batch)
+            x = x_all[start:stop]
+            c = c_all if values.ndim == 1 else c_all[start:stop]
+            y, log_jac = normalizer.stars_to_flow(x)
+            c_flow = normalizer.conditions_to_flow(c)
+            log_p = flow.log_prob(y.to(self.device, self.dtype), c_flow.to(self.device, self.dtype))
+            out[start:stop] = (log_p.to("cpu", torch.float64) + log_jac).numpy()
+        return out
+
+    # -- coordinates ----------------
+    def as_skycoord(self, stars: QTable):
+        """Positions and velocities of ``stars`` as a SkyCoord in the galaxy's own frame.
+
+        Parameters
+        ----------
+        stars : astropy.table.QTable
+            A sample (columns ``x, y, z`` in length units, ``vx, vy, vz`` in velocity units).
+
+        Returns
+        -------
+        astropy.coordinates.SkyCoord
+            In :class:`~astroflow_gal.frames.GalaxyFrame` (centre at the origin, rest frame,
+            disc angular momentum along +z), whose ``galaxy`` attribute records the model and
+            conditions.
+        """
+        from .frames import stars_to_skycoord
+
+        conds = stars.meta.get("conditions") if hasattr(stars, "meta") else None
+        label = f"{self.meta.get('name', 'model')}"
+        if conds:
+            label += " | " + ", ".join(f"{k}={v}" for k, v in conds.items())
+        return stars_to_skycoord(stars, galaxy=label)
+
+    # -- files ----------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model to one HDF5 file, atomically (weights as datasets, the rest as JSON).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination; an existing file is replaced only once the new one is complete.
+        """
+        tree = {
+            "package_version": __version__,
+            "flow": {"config": dict(self.flow.config), "weights": _cpu_state(self.flow)},
+            "normalizer": self.normalizer.to_dict(),
+            "training_range": self.training_range,
+            "meta": self.meta,
+            "history": self.history,
+            "marginals": {
+                kind: {"config": dict(f.config), "weights": _cpu_state(f)}
+                for kind, f in self.marginals.items()
+            },
+        }
+        write_tree(path, tree, format_name=FORMAT_NAME, format_version=FORMAT_VERSION)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> GalaxyModel:
+        """Read a model written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The HDF5 file.
+        device : str or torch.device, optional
+            Where to put the networks (default CPU).
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no such file.
+        astroflow_gal.io.FileFormatError
+            If the file is truncated, not HDF5, of another format, of a newer format version,
+            or its content is inconsistent.
+        """
+        tree, _ = read_tree(path, format_name=FORMAT_NAME, max_version=FORMAT_VERSION)
+        try:
+            flow = _flow_from_tree(tree["flow"])
+            marginals = {k: _flow_from_tree(v) for k, v in (tree.get("marginals") or {}).items()}
+            model = cls(
+                flow,
+                Normalizer.from_dict(tree["normalizer"]),
+                training_range=tree.get("training_range"),
+                meta=tree.get("meta"),
+                history=tree.get("history"),
+                marginals=marginals,
+            )
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise FileFormatError(f"{path}: inconsistent model file: {err}") from err
+        if device is not None:
+            model.to(device)
+        return model
+
+    @classmethod
+    def pretrained(cls, name: str = "default") -> GalaxyModel:
+        """The model shipped with the package (works offline).
+
+        Parameters
+        ----------
+        name : str
+            Which shipped model; ``"default"`` was trained on the default synthetic suite, and its
+            ``meta`` records the suite seed, size and held-out galaxies.
+        """
+        resource = importlib.resources.files("astroflow_gal") / "pretrained" / f"{name}.h5"
+        with importlib.resources.as_file(resource) as path:
+            if not Path(path).exists():
+                raise FileNotFoundError(f"no shipped model named {name!r}")
+            return cls.load(path)
+
+    @classmethod
+    def from_galacticflow(cls, path: str | os.PathLike) -> GalaxyModel:
+        """Read a model file saved by the original GalacticFlow API.
+
+        The file is read with ``torch.load(weights_only=True)``: nothing in it is executed. It
+        holds the flow's hyper-parameters and state_dict, the normalisation means and standard
+        deviations of the ten star columns and four conditions (``M_stars`` in log10), the
+        component and condition names, and the loss history.
+
+        The eDF of the returned model is the correct density over the star columns:
+        ``log f = log p_flow - sum(log std of the star columns)``. The original code also
+        subtracted the log standard deviations of the conditions and added a log10 Jacobian of
+        ``M_stars``: constant offsets per galaxy that do not belong in a density over stars.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The ``.pth`` file.
+        """
+        try:
+            data = torch.load(path, weights_only=True, map_location="cpu")
+        except FileNotFoundError:
+            raise
+        except Exception as err:  # unpickling refused or file unreadable
+            raise FileFormatError(f"{path}: not a readable GalacticFlow model file: {err}") from err
+        if not isinstance(data, Mapping):
+            raise FileFormatError(f"{path}: a GalacticFlow model file holds a dict")
+        missing = {"flow_hyper", "flow_dict", "mu_vals", "std_vals", "mu_names", "component_names",
+                   "cond_names"} - set(data)
+        if missing:
+            raise FileFormatError(
+                f"{path}: not a GalacticFlow model file (lacks {sorted(missing)})"
+            )
+        flow_name = str(data.get("flow", "NSFlow"))
+        if "NSFlow" not in flow_name:
+            raise FileFormatError(f"{path}: flow {flow_name!r} is not supported (only NSFlow)")
+        mu = {n: float(v) for n, v in zip(data["mu_names"], data["mu_vals"], strict=True)}
+        std_names = data.get("std_names", data["mu_names"])
+        std = {n: float(v) for n, v in zip(std_names, data["std_vals"], strict=True)}
+        logged = set()
+        prep = data.get("data_prep_args") or {}
+        for fn, comps in zip(prep.get("transformation_functions", ()),
+                             prep.get("transformation_components", ()), strict=False):
+            if "log10" in str(fn):
+                logged.update(comps)
+        stars = list(data["component_names"]["stars"])
+        conds = list(data["cond_names"].get("galaxy", []))
+        for name in stars + conds:
+            schema.column(name)  # raises on names this package does not know
+        normalizer = Normalizer(
+            [ColumnTransform(n, n in logged, mu[n], std[n]) for n in stars],
+            [ColumnTransform(n, n in logged, mu[n], std[n]) for n in conds],
+        )
+        try:
+            flow = from_galacticflow(data["flow_dict"], data["flow_hyper"])
+        except (KeyError, ValueError) as err:
+            raise FileFormatError(f"{path}: {err}") from err
+        history = data.get("loss_history")
+        meta = {
+            "name": f"GalacticFlow {Path(path).name}",
+            "source": "original GalacticFlow API file",
+            "holdout": [str(v) for v in (data.get("subset_params") or {}).get("leavout_vals", [])],
+        }
+        return cls(
+            flow,
+            normalizer,
+            meta=meta,
+            history={"train_loss": [float(v) for v in history]} if history is not None else None,
+        )
+
+    # -- training ----------------
+    @classmethod
+    def fit(
+        cls,
+        train: Any,
+        validation: Any = None,
+        *,
+        epochs: int,
+        batch_size: int = 1024,
+        lr: float = 9e-5,
+        schedule: str = "paper",
+        optimizer: str = "radam",
+        seed: int = 0,
+        device: str | torch.device | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int | None = 200,
+        resume: bool = False,
+        progress: bool | None = None,
+        marginals: Sequence[str] = (),
+        flow_config: Mapping[str, Any] | None = None,
+        condition_names: Sequence[str] = schema.CONDITION_NAMES,
+        max_steps: int | None = None,
+        name: str | None = None,
+    ) -> GalaxyModel:
+        """Train a model on a suite of galaxies by maximum likelihood.
+
+        Parameters
+        ----------
+        train : GalaxySuite
+            Training galaxies (stars in schema units, one condition row each).
+        validation : GalaxySuite, optional
+            Held-out galaxies; their negative log-likelihood per star is computed after every
+            epoch and the best epoch's weights are kept.
+        epochs : int
+            Passes over the training stars.
+        batch_size : int
+            Stars per optimisation step (the global batch under torchrun).
+        lr : float
+            Initial learning rate.
+        schedule : {"paper", "constant"}
+            ``"paper"``: multiply by 0.998 every 10 steps, every 120 steps once below 3e-6.
+        optimizer : {"radam", "adam"}
+            The optimiser.
+        seed : int
+            Seed of the initial weights and the data order.
+        device : str or torch.device, optional
+            Where to train (e.g. ``"cuda"``).
+        checkpoint_dir : path-like, optional
+            Folder of crash-safe checkpoints; with ``resume=True`` training continues from them.
+        checkpoint_every : int, optional
+            Steps between checkpoints (also written at every epoch end).
+        resume : bool
+            Continue from the newest good checkpoint in ``checkpoint_dir``.
+        progress : bool, optional
+            Progress bar (default: on a terminal).
+        marginals : sequence of {"position", "phase_space"}
+            Also train flows of these marginals on the same stars (exact, cheap rho(x), f(x, v)).
+        flow_config : mapping, optional
+            Architecture overrides for :class:`~astroflow_gal.flow.ConditionalSplineFlow`
+            (``n_layers``, ``bins``, ``bound``, ``hidden``, ``hidden_layers``, ``negative_slope``).
+        condition_names : sequence of str
+            Conditions to use, from the schema.
+        max_steps : int, optional
+            Stop after this many steps (for quick trials).
+        name : str, optional
+            Name recorded in ``meta``.
+        """
+        from .training import TrainingData, train_flow
+
+        unknown = [m for m in marginals if m not in MARGINALS]
+        if unknown:
+            raise ValueError(f"unknown marginals {unknown}; known: {sorted(MARGINALS)}")
+        if len(train) == 0:
+            raise ValueError("the training suite holds no galaxies")
+        star_names = schema.STAR_NAMES
+        stars, gidx, conds = train.to_arrays(star_names, tuple(condition_names))
+        normalizer = Normalizer.fit(stars, conds, star_names, condition_names)
+        config = dict(flow_config or {})
+
+        def data_of(suite: Any, names: Sequence[str]) -> TrainingData | None:
+            if suite is None or len(suite) == 0:
+                return None
+            s, g, c = suite.to_arrays(tuple(names), tuple(condition_names))
+            sub = normalizer.subset(names)
+            x, _ = sub.stars_to_flow(torch.from_numpy(s))
+            return TrainingData(
+                x=x.float(),
+                galaxy_index=torch.from_numpy(g).long(),
+                conditions=sub.conditions_to_flow(torch.from_numpy(c)).float(),
+            )
+
+        flows: dict[str, ConditionalSplineFlow] = {}
+        histories: dict[str, Any] = {}
+        for offset, kind in enumerate(("edf", *marginals)):
+            names = star_names if kind == "edf" else MARGINALS[kind]
+            flow = ConditionalSplineFlow(
+                len(names), len(condition_names), **config, seed=seed + offset
+            )
+            ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / kind
+            if ckpt is not None:
+                ckpt.mkdir(parents=True, exist_ok=True)
+            result = train_flow(
+                flow,
+                data_of(train, names),
+                data_of(validation, names),
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                schedule=schedule,
+                optimizer=optimizer,
+                seed=seed + offset,
+                device=device,
+                checkpoint_dir=ckpt,
+                checkpoint_every=checkpoint_every,
+                resume=resume,
+                progress=progress,
+                max_steps=max_steps,
+            )
+            flow.load_state_dict(result.best_state)
+            flows[kind] = flow
+            histories[kind] = result.history
+        training_range = {
+            n: [float(conds[:, i].min()), float(conds[:, i].max())]
+            for i, n in enumerate(condition_names)
+        }
+        suite_meta = dict(getattr(train, "meta", {}) or {})
+        meta = {
+            "name": name or "astroflow_gal model",
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "astroflow_gal_version": __version__,
+            "suite_source": suite_meta.get("source"),
+            "suite_seed": suite_meta.get("seed"),
+            "n_galaxies": suite_meta.get("n_galaxies"),
+            "train_ids": list(getattr(train, "ids", [])),
+            "holdout": list(getattr(validation, "ids", [])) if validation is not None else [],
+            "n_train_stars": int(stars.shape[0]),
+            "training": {
+                "epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule,
+                "optimizer": optimizer, "seed": seed, "max_steps": max_steps,
+            },
+        }
+        model = cls(
+            flows.pop("edf"),
+            normalizer,
+            training_range=training_range,
+            meta=meta,
+            history=histories,
+            marginals=flows,
+        )
+        return model
+
+
+def _cpu_state(flow: ConditionalSplineFlow) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in flow.state_dict().items()}
+
+
+def _flow_from_tree(tree: Mapping[str, Any]) -> ConditionalSplineFlow:
+    flow = ConditionalSplineFlow(**tree["config"])
+    flow.load_state_dict(tree["weights"])
+    return flow
+
+
+def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if rank is not None or world_size is not None:
+        if rank is None or world_size is None:
+            raise ValueError("give both rank and world_size")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside [0, {world_size})")
+        return int(rank), int(world_size)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
