@@ -118,6 +118,9 @@ class ConditionalSplineFlow(nn.Module):
             return c, None
         if c.shape[0] != n:
             raise ValueError(f"condition has {c.shape[0]} rows for {n} data rows")
+        if c.requires_grad and torch.is_grad_enabled():
+            # Gradients w.r.t. each condition row need each row in the graph.
+            return c, None
         unique, index = torch.unique(c.detach(), dim=0, return_inverse=True)
         if unique.shape[0] * 2 > n:
             return c, None
