@@ -90,3 +90,13 @@ def test_two_processes_match_one(tmp_path):
     # checkpoints (written by rank 0 only, see SCRIPT): the last one is the end of epoch 2
     names = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
     assert names == ["checkpoint-0000000016.h5", "checkpoint-0000000020.h5"]
+
+    # a single process may continue the two-process run (same data order; float rounding only)
+    with pytest.warns(UserWarning, match="written by 2 process"):
+        more = train_flow(flow, TrainingData(x[:601], idx[:601], cond),
+                          TrainingData(x[601:], idx[601:], cond), epochs=3, batch_size=64,
+                          lr=3e-3, seed=7, progress=False, checkpoint_dir=tmp_path / "ckpt",
+                          resume=True)
+    assert more.steps == 30 and more.history["epoch"] == [0, 1, 2]
+    assert more.history["train_nll"][:2] == ranks[0]["history"]["train_nll"]
+
