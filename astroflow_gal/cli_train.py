@@ -222,4 +222,14 @@ def run(args: argparse.Namespace) -> int:
         val = history.get("val_nll") or []
         last = f", last validation NLL {val[-1]:.4f}" if val else ""
         print(f"wrote {args.output}{last}")
+    _leave_process_group()
     return 0
+
+
+def _leave_process_group() -> None:
+    """Close the process group of a torchrun launch (after rank 0 has written the model)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

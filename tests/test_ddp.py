@@ -45,6 +45,7 @@ SCRIPT = textwrap.dedent(
     assert ctx.world_size == 2, ctx
     write_tree(f"{out}.rank{ctx.rank}", {"final": flow.state_dict(), "history": res.history,
                "steps": res.steps}, format_name="test", format_version=1)
+    torch.distributed.destroy_process_group()
     """
 )
 

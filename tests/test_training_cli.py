@@ -99,3 +99,31 @@ def test_read_config_tables(tmp_path):
     cfg.write_text("[optimiser]\nlr = 1\n")
     with pytest.raises(ValueError, match="unknown tables"):
         read_config(cfg)
+
+
+@pytest.mark.slow
+def test_train_under_torchrun(tmp_path, suite_file):
+    """``torchrun --nproc-per-node=2 -m astroflow_gal train``: one model file, from rank 0."""
+    import os
+    import subprocess
+    import sys
+
+    from astroflow_gal.model import GalaxyModel
+
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(CONFIG)
+    out = tmp_path / "model.h5"
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         "-m", "astroflow_gal", "train", str(suite_file), "-o", str(out), "--config", str(cfg),
+         "--n-holdout", "1", "--holdout-seed", "2", "--epochs", "1",
+         "--checkpoint-dir", str(tmp_path / "ckpt")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("wrote") == 1  # rank 0 only
+    model = GalaxyModel.load(out)
+    assert model.history["edf"]["epoch"] == [0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.toml", "ckpt", "model.h5"]
