@@ -460,3 +460,16 @@ def test_synthetic_truth_survives_round_trip(tmp_path):
     for gid in s.ids:
         stars = s[gid].stars
         np.testing.assert_array_equal(back.truth.log_prob(stars, gid), s.truth.log_prob(stars, gid))
+
+
+def test_read_detects_damaged_star_data(written):
+    """Chunks carry a checksum: a flipped byte in star data is an error, not wrong stars."""
+    with h5py.File(written, "r") as f:
+        ds = f["galaxies/000001/age"]
+        assert ds.fletcher32
+        offset = ds.id.get_chunk_info(0).byte_offset
+    data = bytearray(written.read_bytes())
+    data[offset + 20] ^= 0xFF
+    written.write_bytes(bytes(data))
+    with pytest.raises(SuiteFileError, match=r"good\.h5"):
+        GalaxySuite.read(written)

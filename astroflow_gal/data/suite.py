@@ -673,6 +673,7 @@ def _write_column(group: h5py.Group, name: str, values: np.ndarray, unit: u.Unit
             "compression": "gzip",
             "compression_opts": 4,
             "shuffle": True,
+            "fletcher32": True,
         }
     ds = group.create_dataset(name, data=values, **kwargs)
     ds.attrs["unit"] = u.Unit(unit).to_string()
