@@ -819,7 +819,9 @@ class GalaxyModel:
             "astroflow_gal_version": __version__,
             "suite_source": suite_meta.get("source"),
             "suite_seed": suite_meta.get("seed"),
-            "n_galaxies": suite_meta.get("n_galaxies"),
+            "n_galaxies": suite_meta.get("n_galaxies")
+            or (suite_meta.get("parameters") or {}).get("n_galaxies")
+            or len(train) + (len(validation) if validation is not None else 0),
             "train_ids": list(getattr(train, "ids", [])),
             "holdout": list(getattr(validation, "ids", [])) if validation is not None else [],
             "n_train_stars": int(stars.shape[0]),
