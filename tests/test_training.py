@@ -231,3 +231,38 @@ def test_adam_weight_decay_and_clip_run():
                      weight_decay=1e-4, grad_clip=1.0, schedule="constant", lr=1e-3,
                      progress=False)
     assert res.steps == 4 and math.isfinite(res.history["train_nll"][0])
+
+
+def test_nonfinite_gradient_stops_before_the_update():
+    flow = tiny_flow()
+    before = {k: v.clone() for k, v in flow.state_dict().items()}
+    calls = {"n": 0}
+
+    def poison(grad):
+        calls["n"] += 1
+        return grad * float("nan") if calls["n"] == 3 else grad
+
+    flow.layers[0].S.register_hook(poison)
+    with pytest.raises(TrainingDivergedError, match="non-finite gradient at step 2") as info:
+        train_flow(flow, toy_data(), epochs=1, batch_size=64, seed=0, progress=False)
+    assert info.value.step == 2
+    assert not any(torch.isnan(v).any() for v in flow.state_dict().values())
+    assert not all(torch.equal(before[k], v) for k, v in flow.state_dict().items())
+
+
+def test_progress_log_lines_and_bar(caplog, capsys):
+    import logging
+
+    data = toy_data()
+    with caplog.at_level(logging.INFO, logger="astroflow_gal.training"):
+        train_flow(tiny_flow(), data, epochs=1, batch_size=64, seed=0, progress=False)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("step 7/7") and "ETA" in m and "loss" in m for m in lines)
+    assert any(m.startswith("epoch 1: train NLL") for m in lines)
+    assert "steps/s" not in capsys.readouterr().err  # no bar
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="astroflow_gal.training"):
+        train_flow(tiny_flow(), data, epochs=1, batch_size=64, seed=0, progress=True)
+    err = capsys.readouterr().err
+    assert "7/7" in err and "loss=" in err  # tqdm bar on stderr
+    assert not any(r.getMessage().startswith("step ") for r in caplog.records)
