@@ -35,6 +35,8 @@ FORMAT_VERSION = 1
 #: sample does not depend on the batch size or on how many processes share the work.
 SAMPLE_BLOCK = 65_536
 DEFAULT_BATCH = 65_536
+_MIN_ROWS = 64
+_BATCH_QUANTUM = 1024
 #: Marginal flows a model may carry, and the star columns each is over.
 MARGINALS: dict[str, tuple[str, ...]] = {
     "position": schema.POSITION_NAMES,
@@ -51,6 +53,20 @@ def _block_seed(seed: int, block: int) -> int:
 def _block_latents(seed: int, block: int, n_rows: int, dim: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(_block_seed(seed, block))
     return torch.randn(n_rows, dim, generator=generator, dtype=torch.float32)
+
+
+def _batch_rows(batch_size: int | None) -> int:
+    """Stars per flow evaluation when sampling: a multiple of 1,024 (at least 1,024).
+
+    Batches start at multiples of 1,024 inside each block, so every star meets the same
+    matrix-product code path whatever the batch size, and comes out bit-identical.
+    """
+    if batch_size is None:
+        return DEFAULT_BATCH
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    rows = int(batch_size) // _BATCH_QUANTUM * _BATCH_QUANTUM
+    return min(SAMPLE_BLOCK, max(_BATCH_QUANTUM, rows))
 
 
 def _show_progress(progress: bool | None, n: int) -> bool:
@@ -202,7 +218,13 @@ class GalaxyModel:
                 yield lo + start, z[start : start + batch_size]
 
     def _sample_rows(self, z: torch.Tensor, c_flow: torch.Tensor) -> np.ndarray:
+        rows = z.shape[0]
+        if rows < _MIN_ROWS:
+            # Matrix products of a handful of rows take other code paths in BLAS libraries and
+            # round differently; padding keeps a star's value independent of the batch size.
+            z = torch.cat([z, z.new_zeros(_MIN_ROWS - rows, z.shape[1])])
         x_flow, _ = self.flow.inverse(z.to(self.device, self.dtype), c_flow)
+        x_flow = x_flow[:rows]
         physical = self.normalizer.stars_from_flow(x_flow.to("cpu", torch.float64))
         return physical.numpy()
 
@@ -260,7 +282,8 @@ class GalaxyModel:
         device : str or torch.device, optional
             Move the model there first (e.g. ``"cuda"``).
         batch_size : int, optional
-            Stars per flow evaluation (bounds memory); default 65,536.
+            Stars per flow evaluation (bounds memory), rounded down to a multiple of 1,024;
+            default 65,536.
         progress : bool, optional
             Show a progress bar; by default for large samples on a terminal.
         allow_extrapolation : bool
@@ -282,9 +305,7 @@ class GalaxyModel:
         values, c_flow, seed = self._prepare_sample(
             n, conditions, condition_values, seed, allow_extrapolation
         )
-        batch = int(batch_size or DEFAULT_BATCH)
-        if batch < 1:
-            raise ValueError("batch_size must be positive")
+        batch = _batch_rows(batch_size)
         out = np.empty((n, self.flow.dim), dtype=np.float64)
         self._current_seed = seed
         with tqdm(total=n, unit="star", disable=not _show_progress(progress, n)) as bar:
@@ -345,7 +366,7 @@ class GalaxyModel:
         values, c_flow, seed = self._prepare_sample(
             n, conditions, condition_values, seed, allow_extrapolation
         )
-        batch = int(batch_size or DEFAULT_BATCH)
+        batch = _batch_rows(batch_size)
         self._current_seed = seed
         n_blocks = -(-n // SAMPLE_BLOCK)
         blocks = list(range(rank, n_blocks, world_size))
