@@ -7,9 +7,10 @@ returns the log-determinant of the map it applied, one value per row.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .spline import rational_quadratic_spline, spline_parameter_count
+from .spline import spline_from_theta, spline_parameter_count
 
 __all__ = ["MLP", "LUConv1x1", "DoubleCoupling"]
 
@@ -44,9 +45,22 @@ class MLP(nn.Module):
         for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
             modules += [nn.Linear(n_in, n_out), nn.LeakyReLU(negative_slope)]
         self.network = nn.Sequential(*modules)
+        self.negative_slope = float(negative_slope)
+        self._linears = [m for m in modules if isinstance(m, nn.Linear)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x)
+        # In-place activations: the Linear outputs are temporaries, and LeakyReLU with a
+        # positive slope can take its gradient from its own output.
+        inplace = self.negative_slope > 0
+        for linear in self._linears:
+            # addmm with the weight transposed to (in, out) row-major: BLAS is much faster for
+            # odd output widths (3 K - 1 per dimension) than with the (out, in) layout.
+            x = torch.addmm(linear.bias, x, linear.weight.t().contiguous())
+            if inplace:
+                x = F.leaky_relu_(x, self.negative_slope)
+            else:
+                x = F.leaky_relu(x, self.negative_slope)
+        return x
 
 
 class LUConv1x1(nn.Module):
@@ -156,17 +170,12 @@ class DoubleCoupling(nn.Module):
         if cond_out is not None:
             if index is not None:
                 cond_out = cond_out.index_select(0, index)
-            data_out = data_out * cond_out
+            if torch.is_grad_enabled():
+                data_out = data_out * cond_out
+            else:
+                data_out = data_out.mul_(cond_out)
         theta = data_out.view(values.shape[0], values.shape[1], -1)
-        k = self.bins
-        y, logdet = rational_quadratic_spline(
-            values,
-            theta[..., :k],
-            theta[..., k : 2 * k],
-            theta[..., 2 * k :],
-            self.bound,
-            inverse=inverse,
-        )
+        y, logdet = spline_from_theta(values, theta, self.bins, self.bound, inverse=inverse)
         return y, logdet.sum(-1)
 
     def forward(

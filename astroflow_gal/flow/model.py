@@ -88,6 +88,9 @@ class ConditionalSplineFlow(nn.Module):
                 )
         self.layers = nn.ModuleList(layers)
 
+    #: Rows per block when no gradient is recorded (keeps the working set in cache).
+    chunk_size: int = 4096
+
     @property
     def dim(self) -> int:
         return self.config["dim"]
@@ -137,10 +140,95 @@ class ConditionalSplineFlow(nn.Module):
         ]
 
     # -- transforms ---------------------------------------------------------------------------
+    def _convolution_constants(self, inverse: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Matrix and log-determinant of every 1x1 convolution, computed once per call."""
+        out = []
+        for conv in self.layers[0::2]:
+            weight, logdet = conv.weight(), conv.log_abs_det()
+            if inverse:
+                weight, logdet = torch.linalg.inv(weight), -logdet
+            out.append((weight, logdet))
+        return out
+
+    def _run(
+        self,
+        x: torch.Tensor,
+        convs: list[tuple[torch.Tensor, torch.Tensor]],
+        conds: list,
+        index: torch.Tensor | None,
+        inverse: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """All layers on one block of rows; the convolutions' log-determinants are left out."""
+        couplings = self.layers[1::2]
+        order = range(len(couplings) - 1, -1, -1) if inverse else range(len(couplings))
+        logdet = None
+        for j in order:
+            if inverse:
+                x, ld = couplings[j].inverse(x, conds[j], index)
+                x = x @ convs[j][0]
+            else:
+                x, ld = couplings[j](x @ convs[j][0], conds[j], index)
+            if logdet is None:
+                logdet = ld
+            elif torch.is_grad_enabled():
+                logdet = logdet + ld
+            else:
+                logdet = logdet.add_(ld)
+        return x, logdet
+
+    def _transform(
+        self, x: torch.Tensor, c: torch.Tensor | None, inverse: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_data(x)
+        n = x.shape[0]
+        rows, index = self._condition_rows(c, n)
+        convs = self._convolution_constants(inverse)
+        conds = self._condition_outputs(rows)
+        conv_logdet = torch.stack([ld for _, ld in convs]).sum()
+        if torch.is_grad_enabled() or n <= self.chunk_size:
+            y, logdet = self._run(x, convs, conds, index, inverse)
+            return y, logdet + conv_logdet
+        # No gradient recorded: blocks of rows small enough to stay in cache.
+        y = torch.empty_like(x)
+        logdet = x.new_empty(n)
+        if index is None:
+            for start in range(0, n, self.chunk_size):
+                part = slice(start, start + self.chunk_size)
+                y[part], logdet[part] = self._run(x[part], convs, conds, None, inverse)
+        else:
+            self._run_grouped(x, y, logdet, convs, conds, index, inverse)
+        return y, logdet.add_(conv_logdet)
+
+    def _run_grouped(self, x, y, logdet, convs, conds, index, inverse) -> None:
+        """Rows of many conditions: large groups run with their one condition row broadcast;
+        the rows of small groups run together, each with its gathered condition row."""
+        order = torch.argsort(index, stable=True)
+        counts = torch.bincount(index, minlength=conds[0][0].shape[0]).tolist()
+        min_group = max(1, self.chunk_size // 8)
+        start, small = 0, []
+        for g, count in enumerate(counts):
+            if count >= min_group:
+                rows_g = [(c1[g : g + 1], c2[g : g + 1]) for c1, c2 in conds]
+                for s in range(start, start + count, self.chunk_size):
+                    pos = order[s : min(s + self.chunk_size, start + count)]
+                    y[pos], logdet[pos] = self._run(x[pos], convs, rows_g, None, inverse)
+            elif count:
+                small.append(order[start : start + count])
+            start += count
+        if small:
+            rest = torch.cat(small)
+            for s in range(0, rest.shape[0], self.chunk_size):
+                pos = rest[s : s + self.chunk_size]
+                y[pos], logdet[pos] = self._run(x[pos], convs, conds, index[pos], inverse)
+
     def forward(
         self, x: torch.Tensor, c: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Map data to latent.
+
+        Without gradient recording (``torch.no_grad`` or ``torch.inference_mode``) the rows
+        are processed in blocks of :attr:`chunk_size` and, for many distinct conditions,
+        grouped by condition; the result is the same.
 
         Parameters
         ----------
@@ -156,17 +244,7 @@ class ConditionalSplineFlow(nn.Module):
         logdet : torch.Tensor
             ``log |det dz/dx|`` per row, shape ``(N,)``.
         """
-        self._check_data(x)
-        rows, index = self._condition_rows(c, x.shape[0])
-        cond_outputs = self._condition_outputs(rows)
-        logdet = x.new_zeros(x.shape[0])
-        for i, layer in enumerate(self.layers):
-            if i % 2 == 0:
-                x, ld = layer(x)
-            else:
-                x, ld = layer(x, cond_outputs[i // 2], index)
-            logdet = logdet + ld
-        return x, logdet
+        return self._transform(x, c, inverse=False)
 
     def inverse(
         self, z: torch.Tensor, c: torch.Tensor | None = None
@@ -187,18 +265,7 @@ class ConditionalSplineFlow(nn.Module):
         logdet : torch.Tensor
             ``log |det dx/dz|`` per row, shape ``(N,)``.
         """
-        self._check_data(z)
-        rows, index = self._condition_rows(c, z.shape[0])
-        cond_outputs = self._condition_outputs(rows)
-        logdet = z.new_zeros(z.shape[0])
-        for i in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[i]
-            if i % 2 == 0:
-                z, ld = layer.inverse(z)
-            else:
-                z, ld = layer.inverse(z, cond_outputs[i // 2], index)
-            logdet = logdet + ld
-        return z, logdet
+        return self._transform(z, c, inverse=True)
 
     def _check_data(self, x: torch.Tensor) -> None:
         if x.dim() != 2 or x.shape[1] != self.dim:

@@ -12,7 +12,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["rational_quadratic_spline", "spline_bins", "spline_parameter_count"]
+__all__ = [
+    "rational_quadratic_spline",
+    "spline_bins",
+    "spline_from_theta",
+    "spline_parameter_count",
+]
+
+
+#: Range of the sum of exp(raw) over the K bins in which the softmax may skip its shift by the
+#: maximum: no term overflowed (float32 maximum 3.4e38) and the largest term is a normal number
+#: far above float32 underflow (1.2e-38).
+_EXP_SMALLEST_SUM = 1e-25
+_EXP_LARGEST_SUM = 1e35
 
 
 def spline_parameter_count(bins: int) -> int:
@@ -68,10 +80,107 @@ def spline_bins(
     return widths, heights, derivatives
 
 
-def _bin_index(knots: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """Index of the bin holding ``value``: (number of knots <= value) - 1, clipped to the bins."""
-    count = torch.searchsorted(knots, value.unsqueeze(-1), right=True)
-    return (count - 1).clamp_(0, knots.shape[-1] - 2)
+def spline_from_theta(
+    inputs: torch.Tensor,
+    theta: torch.Tensor,
+    bins: int,
+    bound: float,
+    inverse: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply the rational-quadratic spline with all raw parameters in one tensor.
+
+    This is the hot path of the flow: one softmax and one cumulative sum for the widths and
+    heights together, one ``searchsorted`` for the bins, one gather for the four knot values
+    of every element's bin and one for its two derivatives; the softplus runs on the two
+    gathered derivatives only.
+
+    Parameters
+    ----------
+    inputs : torch.Tensor
+        Values to transform, shape ``(...)`` (dimensionless flow-space coordinates).
+    theta : torch.Tensor
+        Raw parameters, shape ``(..., 3 K - 1)``: ``K`` widths, ``K`` heights, ``K - 1`` inner
+        derivatives (as in :func:`rational_quadratic_spline`). May be a strided view.
+    bins : int
+        Number of bins ``K``.
+    bound : float
+        Half-width ``B`` of the spline interval; identity outside ``[-B, B]``.
+    inverse : bool, optional
+        If True, apply the inverse map.
+
+    Returns
+    -------
+    outputs : torch.Tensor
+        Transformed values, shape ``(...)``.
+    log_abs_det : torch.Tensor
+        ``log |d outputs / d inputs|`` per element, shape ``(...)``; 0 outside ``[-B, B]``.
+    """
+    k = bins
+    bound = float(bound)
+    # Right-hand knots of the K bins, widths (row 0) and heights (row 1): (..., 2, K).
+    raw = theta[..., : 2 * k].unflatten(-1, (2, k))
+    # The softmax without its shift by the maximum (a slow reduction over K entries) has the
+    # same value while no exp overflows and the largest one is far from underflow; checked on
+    # the sums, else the shifted softmax is used.
+    cum = torch.cumsum(torch.exp(raw), dim=-1)
+    total = cum[..., -1:]
+    low, high = torch.aminmax(total.detach()) if total.numel() else (total.new_ones(()),) * 2
+    if float(low) > _EXP_SMALLEST_SUM and float(high) < _EXP_LARGEST_SUM:
+        right = cum * ((2.0 * bound) / total)
+    else:
+        right = torch.cumsum(torch.softmax(raw, dim=-1), dim=-1).mul_(2.0 * bound)
+    right = right.sub_(bound)
+    right[..., -1] = bound  # the last knot is exactly +B
+
+    inside = (inputs >= -bound) & (inputs <= bound)
+    clamped = inputs.clamp(-bound, bound)
+    # Bin = number of inner knots <= value; values in [-B, B] land in 0..K-1 without clipping.
+    search = right[..., 1 if inverse else 0, : k - 1]
+    idx = torch.searchsorted(search.contiguous(), clamped.unsqueeze(-1), right=True)
+    lo = (idx - 1).clamp_(min=0)
+    pair = torch.cat([lo, idx], dim=-1)  # (..., 2)
+
+    knots = torch.gather(right, -1, pair.unsqueeze(-2).expand(*pair.shape[:-1], 2, 2))
+    first = idx == 0
+    x_lo = torch.where(first, -bound, knots[..., 0, :1]).squeeze(-1)
+    y_lo = torch.where(first, -bound, knots[..., 1, :1]).squeeze(-1)
+    x_hi, y_hi = knots[..., 0, 1], knots[..., 1, 1]
+    floor = torch.finfo(theta.dtype).tiny ** 0.25  # keeps a bin of coinciding knots finite
+    w = (x_hi - x_lo).clamp_min(floor)
+    h = (y_hi - y_lo).clamp_min(floor)
+
+    raw_d = torch.gather(theta[..., 2 * k :], -1, pair.clamp(max=k - 2))
+    deriv = F.softplus(raw_d)
+    d_lo = torch.where(first, 1.0, deriv[..., :1]).squeeze(-1)
+    d_hi = torch.where(idx == k - 1, 1.0, deriv[..., 1:]).squeeze(-1)
+
+    slope = h / w
+    curvature = d_hi + d_lo - 2.0 * slope
+    if inverse:
+        dy = clamped - y_lo
+        a = h * (slope - d_lo) + dy * curvature
+        b = h * d_lo - dy * curvature
+        c = -slope * dy
+        # Clamped at (just above) 0: rounding can make it slightly negative, and sqrt's gradient
+        # at exactly 0 is infinite.
+        discriminant = (b * b - 4.0 * a * c).clamp_min(torch.finfo(theta.dtype).tiny)
+        xi = ((2.0 * c) / (-b - torch.sqrt(discriminant))).clamp(0.0, 1.0)
+        outputs = x_lo + xi * w
+    else:
+        xi = ((clamped - x_lo) / w).clamp(0.0, 1.0)
+    xi_1m = xi * (1.0 - xi)
+    denominator = slope + curvature * xi_1m
+    numerator = (slope * slope) * (
+        d_hi * xi * xi + 2.0 * slope * xi_1m + d_lo * (1.0 - xi) * (1.0 - xi)
+    )
+    log_derivative = torch.log(numerator / (denominator * denominator))
+    if inverse:
+        log_derivative = -log_derivative
+    else:
+        outputs = y_lo + h * (slope * xi * xi + d_lo * xi_1m) / denominator
+    outputs = torch.where(inside, outputs, inputs)
+    log_abs_det = torch.where(inside, log_derivative, 0.0)
+    return outputs, log_abs_det
 
 
 def rational_quadratic_spline(
@@ -106,50 +215,11 @@ def rational_quadratic_spline(
     log_abs_det : torch.Tensor
         ``log |d outputs / d inputs|`` per element, shape ``(...)``; 0 outside ``[-B, B]``.
     """
-    inside = (inputs >= -bound) & (inputs <= bound)
-    clamped = inputs.clamp(-bound, bound)
-
-    x_knots, widths = _knots(raw_widths, bound)
-    y_knots, heights = _knots(raw_heights, bound)
-    derivatives = F.pad(F.softplus(raw_derivatives), (1, 1), value=1.0)
-
-    idx = _bin_index(y_knots if inverse else x_knots, clamped)
-    idx1 = idx + 1
-
-    def at(t: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
-        return torch.gather(t, -1, i).squeeze(-1)
-
-    x_k, w_k = at(x_knots, idx), at(widths, idx)
-    y_k, h_k = at(y_knots, idx), at(heights, idx)
-    d_k, d_k1 = at(derivatives, idx), at(derivatives, idx1)
-    slope = h_k / w_k
-    curvature = d_k1 + d_k - 2.0 * slope
-
-    if inverse:
-        dy = clamped - y_k
-        a = h_k * (slope - d_k) + dy * curvature
-        b = h_k * d_k - dy * curvature
-        c = -slope * dy
-        discriminant = (b * b - 4.0 * a * c).clamp_min(0.0)
-        xi = (2.0 * c) / (-b - torch.sqrt(discriminant))
-        xi = xi.clamp(0.0, 1.0)
-        outputs = x_k + xi * w_k
-    else:
-        xi = ((clamped - x_k) / w_k).clamp(0.0, 1.0)
-
-    xi_1m = xi * (1.0 - xi)
-    denominator = slope + curvature * xi_1m
-    numerator_derivative = slope * slope * (
-        d_k1 * xi * xi + 2.0 * slope * xi_1m + d_k * (1.0 - xi) * (1.0 - xi)
-    )
-    log_derivative = torch.log(numerator_derivative) - 2.0 * torch.log(denominator)
-
-    if inverse:
-        log_abs_det = -log_derivative
-    else:
-        outputs = y_k + h_k * (slope * xi * xi + d_k * xi_1m) / denominator
-        log_abs_det = log_derivative
-
-    outputs = torch.where(inside, outputs, inputs)
-    log_abs_det = torch.where(inside, log_abs_det, torch.zeros_like(log_abs_det))
-    return outputs, log_abs_det
+    bins = raw_widths.shape[-1]
+    if raw_heights.shape[-1] != bins or raw_derivatives.shape[-1] != bins - 1:
+        raise ValueError(
+            f"spline parameters need K widths, K heights and K - 1 derivatives; got "
+            f"{raw_widths.shape[-1]}, {raw_heights.shape[-1]}, {raw_derivatives.shape[-1]}"
+        )
+    theta = torch.cat([raw_widths, raw_heights, raw_derivatives], dim=-1)
+    return spline_from_theta(inputs, theta, bins, bound, inverse=inverse)
