@@ -312,8 +312,13 @@ class GalaxyModel:
             for start, z in self._latent_batches(n, batch):
                 out[start : start + z.shape[0]] = self._sample_rows(z, c_flow)
                 bar.update(z.shape[0])
+        # Columns are views of one buffer turned into Quantities without copying.
         table = QTable(
-            {name: out[:, i] * schema.column(name).unit for i, name in enumerate(self.star_names)}
+            {
+                name: u.Quantity(out[:, i], schema.column(name).unit, copy=False)
+                for i, name in enumerate(self.star_names)
+            },
+            copy=False,
         )
         table.meta.update(self._table_meta(values, seed, n))
         return table

@@ -61,7 +61,8 @@ def write_sample_file(
     from tqdm.auto import tqdm
 
     path = Path(path)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    # A small chunk cache: batches are written whole, so a cache per dataset only costs memory.
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", rdcc_nbytes=2**20) as f:
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["meta"] = json.dumps(meta)
