@@ -267,8 +267,8 @@ def _compare_settings(saved: dict, current: dict, path: str) -> None:
 
 def _make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     if name == "radam":
-        return torch.optim.RAdam(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.RAdam(params, lr=lr, weight_decay=weight_decay, foreach=True)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
 
 
 def _grad_norm(params: list[torch.nn.Parameter]) -> torch.Tensor:
