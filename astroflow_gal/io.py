@@ -26,6 +26,7 @@ import torch
 __all__ = [
     "FileFormatError",
     "atomic_path",
+    "open_hdf5",
     "flatten_tree",
     "unflatten_tree",
     "write_tree",
@@ -148,6 +149,27 @@ def unflatten_tree(skeleton: Any, arrays: Mapping[str, np.ndarray]) -> Any:
     return walk(skeleton)
 
 
+def open_hdf5(path: str | os.PathLike) -> h5py.File:
+    """Open an HDF5 file for reading, with clear errors.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    FileFormatError
+        If it is not HDF5 or is truncated.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise FileFormatError(
+            f"{path}: not a readable HDF5 file (truncated or foreign?): {err}"
+        ) from err
+
+
 def write_tree(
     path: str | os.PathLike,
     tree: Mapping[str, Any],
@@ -212,15 +234,7 @@ def read_tree(
         If the file is not HDF5, truncated, of another format, newer, or corrupt.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise FileFormatError(
-            f"{path}: not a readable HDF5 file (truncated or foreign?): {err}"
-        ) from err
-    with f:
+    with open_hdf5(path) as f:
         found = f.attrs.get("format")
         if isinstance(found, bytes):
             found = found.decode()

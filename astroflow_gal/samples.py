@@ -19,7 +19,7 @@ import numpy as np
 from astropy.table import QTable
 
 from .data import schema
-from .io import FileFormatError, atomic_path
+from .io import FileFormatError, atomic_path, open_hdf5
 
 __all__ = ["shard_path", "write_sample_file", "join_sample_shards", "read_sample"]
 
@@ -140,26 +140,15 @@ def join_sample_shards(
 def read_sample(path: str | os.PathLike) -> QTable:
     """Read a sample file (single or joined shards) into a QTable with units and ``meta``."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise FileFormatError(f"{path}: not a readable HDF5 file: {err}") from err
-    cwd = os.getcwd()
-    try:
-        # Virtual datasets name their sources relative to the joined file's folder.
-        os.chdir(path.parent.resolve())
-        with f:
-            if f.attrs.get("format") != FORMAT_NAME:
-                raise FileFormatError(f"{path}: not an astroflow_gal sample file")
-            meta = json.loads(f.attrs["meta"])
-            columns = {}
-            for name in f["stars"]:
-                ds = f["stars"][name]
-                columns[name] = ds[()] * schema.column(name).unit
-    finally:
-        os.chdir(cwd)
+    # Virtual datasets name their shards relative to the joined file; HDF5 looks for such
+    # sources beside the file that holds the virtual dataset.
+    with open_hdf5(path) as f:
+        if f.attrs.get("format") != FORMAT_NAME:
+            raise FileFormatError(f"{path}: not an astroflow_gal sample file")
+        meta = json.loads(f.attrs["meta"])
+        columns = {}
+        for name in f["stars"]:
+            columns[name] = f["stars"][name][()] * schema.column(name).unit
     table = QTable({n: columns[n] for n in schema.STAR_NAMES if n in columns})
     table.meta.update(meta)
     return table
