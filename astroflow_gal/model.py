@@ -205,10 +205,9 @@ class GalaxyModel:
 
     # -- sampling ----------------
     def _latent_batches(
-        self, n: int, batch_size: int, blocks: Sequence[int] | None = None
+        self, n: int, seed: int, batch_size: int, blocks: Sequence[int] | None = None
     ) -> Iterator[tuple[int, torch.Tensor]]:
         """(first row, latent batch) over the given blocks of an ``n``-star sample."""
-        seed = self._current_seed
         n_blocks = -(-n // SAMPLE_BLOCK)
         for block in range(n_blocks) if blocks is None else blocks:
             lo = block * SAMPLE_BLOCK
@@ -307,9 +306,8 @@ class GalaxyModel:
         )
         batch = _batch_rows(batch_size)
         out = np.empty((n, self.flow.dim), dtype=np.float64)
-        self._current_seed = seed
         with tqdm(total=n, unit="star", disable=not _show_progress(progress, n)) as bar:
-            for start, z in self._latent_batches(n, batch):
+            for start, z in self._latent_batches(n, seed, batch):
                 out[start : start + z.shape[0]] = self._sample_rows(z, c_flow)
                 bar.update(z.shape[0])
         # Columns are views of one buffer turned into Quantities without copying.
@@ -372,7 +370,6 @@ class GalaxyModel:
             n, conditions, condition_values, seed, allow_extrapolation
         )
         batch = _batch_rows(batch_size)
-        self._current_seed = seed
         n_blocks = -(-n // SAMPLE_BLOCK)
         blocks = list(range(rank, n_blocks, world_size))
         n_mine = sum(min(n, (b + 1) * SAMPLE_BLOCK) - b * SAMPLE_BLOCK for b in blocks)
@@ -381,7 +378,7 @@ class GalaxyModel:
 
         def rows() -> Iterator[np.ndarray]:
             with torch.inference_mode():
-                for _, z in self._latent_batches(n, batch, blocks):
+                for _, z in self._latent_batches(n, seed, batch, blocks):
                     yield self._sample_rows(z, c_flow)
 
         write_sample_file(
