@@ -221,6 +221,24 @@ def test_condition_dedupe_equals_per_row(dtype, c_grad):
     torch.testing.assert_close(lp_one, lp[one], atol=tol, rtol=tol)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int64])
+def test_row_ids_partition_rows_like_unique(dtype):
+    """Equal rows share an id, different rows do not, and ids are dense 0 .. M - 1."""
+    from astroflow_gal.flow.model import _row_ids
+
+    g = torch.Generator().manual_seed(3)
+    # Rows that differ in one column only, so a per-column shortcut would merge them.
+    base = torch.randint(0, 3, (40, 4), generator=g).to(dtype)
+    rows = base[torch.randint(0, 40, (500,), generator=g)]
+    ids = _row_ids(rows)
+    _, expected = torch.unique(rows, dim=0, return_inverse=True)
+    assert ids.shape == (500,) and ids.dtype == torch.long
+    assert set(ids.tolist()) == set(range(int(ids.max()) + 1))
+    pairs = torch.unique(torch.stack([ids, expected], 1), dim=0)
+    n_groups = int(expected.max()) + 1
+    assert pairs.shape[0] == n_groups and int(ids.max()) + 1 == n_groups
+
+
 def test_log_prob_is_base_plus_logdet():
     flow = _flow(3, 4, torch.float64)
     x, c = _inputs(20, 3, 4, torch.float64)

@@ -14,6 +14,29 @@ __all__ = ["ConditionalSplineFlow"]
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+def _row_ids(rows: torch.Tensor) -> torch.Tensor:
+    """Dense ids (0 .. M - 1) of the distinct rows of a 2-D tensor, one per row.
+
+    Rows are compared by their bit patterns, one column at a time with 1-D ``torch.unique``
+    (several times faster than ``torch.unique(dim=0)``, which compares whole rows one by one).
+    Rows equal in value but not in bits (``0.0`` and ``-0.0``) get different ids, which only
+    means their shared result is computed twice.
+    """
+    n = rows.shape[0]
+    if rows.is_floating_point():
+        bits_dtype = {2: torch.int16, 4: torch.int32, 8: torch.int64}[rows.element_size()]
+        rows = rows.contiguous().view(bits_dtype)
+    ids = None
+    for column in rows.unbind(1):
+        _, column_ids = torch.unique(column, return_inverse=True)
+        if ids is None:
+            ids = column_ids
+        else:
+            # ids and column_ids are < n, so the pair code is < n**2 and fits in int64.
+            _, ids = torch.unique(ids * n + column_ids, return_inverse=True)
+    return ids if ids is not None else rows.new_zeros(n, dtype=torch.long)
+
+
 class ConditionalSplineFlow(nn.Module):
     """Conditional normalizing flow: ``n_layers`` x (1x1 convolution, double spline coupling).
 
@@ -124,12 +147,15 @@ class ConditionalSplineFlow(nn.Module):
         if c.requires_grad and torch.is_grad_enabled():
             # Gradients w.r.t. each condition row need each row in the graph.
             return c, None
-        unique, index = torch.unique(c.detach(), dim=0, return_inverse=True)
-        if unique.shape[0] * 2 > n:
+        if n == 0:
+            return c, None
+        index = _row_ids(c.detach())
+        n_unique = int(index.max()) + 1
+        if n_unique * 2 > n:
             return c, None
         # First occurrence of every distinct row, gathered from c so gradients reach c.
         positions = torch.arange(n, device=c.device)
-        first = torch.full((unique.shape[0],), n, dtype=torch.long, device=c.device)
+        first = torch.full((n_unique,), n, dtype=torch.long, device=c.device)
         first = first.scatter_reduce(0, index, positions, reduce="amin")
         return c.index_select(0, first), index
 

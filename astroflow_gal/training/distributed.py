@@ -1,9 +1,12 @@
-"""Data-parallel training across processes (PyTorch DistributedDataParallel).
+"""Data-parallel training across processes.
 
 Training runs distributed when a process group is already initialised, or when the process was
 started by ``torchrun`` (environment ``WORLD_SIZE > 1``); the group is then initialised here with
 ``gloo`` on CPU and ``nccl`` on CUDA devices. Every rank takes an even slice of every global
-batch; only rank 0 writes files and reports progress.
+batch; only rank 0 writes files and reports progress. Every rank starts from rank 0's weights
+and, after each backward pass, the ranks average their gradients with one all-reduce of the flat
+gradient buffer (the arithmetic of PyTorch's DistributedDataParallel, in one collective per
+step).
 """
 
 from __future__ import annotations
@@ -43,6 +46,17 @@ class DistributedContext:
         out = values.clone()
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         return out
+
+    def all_reduce_mean_(self, values: torch.Tensor) -> None:
+        """Replace ``values`` in place by its mean over all ranks (no-op when alone)."""
+        if self.active:
+            dist.all_reduce(values, op=dist.ReduceOp.SUM)
+            values.div_(self.world_size)
+
+    def broadcast_from_main_(self, values: torch.Tensor) -> None:
+        """Overwrite ``values`` in place with rank 0's copy (no-op when alone)."""
+        if self.active:
+            dist.broadcast(values, src=0)
 
     def barrier(self) -> None:
         """Wait for every rank (no-op when alone)."""

@@ -21,6 +21,7 @@ from torch import nn
 from .checkpoint import CheckpointError, CheckpointManager
 from .data import TrainingData, epoch_permutation
 from .distributed import DistributedContext, distributed_context
+from .flat import FlatParameters
 from .progress import ProgressReporter
 from .schedule import make_schedule
 
@@ -84,17 +85,6 @@ class TrainingResult:
     steps: int
     resumed_from: str | None = None
     checkpoint_dir: str | None = field(default=None, repr=False)
-
-
-class _LogProb(nn.Module):
-    """Wraps ``flow.log_prob`` as ``forward`` so DistributedDataParallel can hook it."""
-
-    def __init__(self, flow: nn.Module) -> None:
-        super().__init__()
-        self.flow = flow
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        return self.flow.log_prob(x, c)
 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -271,14 +261,6 @@ def _make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
 
 
-def _grad_norm(params: list[torch.nn.Parameter]) -> torch.Tensor:
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    norms = torch._foreach_norm(grads)
-    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
-
-
 def train_flow(
     flow: nn.Module,
     train: TrainingData,
@@ -381,9 +363,11 @@ def train_flow(
     flow.to(device)
     flow.train()
     dtype = next(flow.parameters()).dtype
-    params = [p for p in flow.parameters() if p.requires_grad]
+    # One flat parameter: the optimiser step, the gradient norm and the gradient exchange
+    # between processes each run once per step instead of once per parameter tensor.
+    flat = FlatParameters(p for p in flow.parameters() if p.requires_grad)
     lr_at = make_schedule(schedule, lr)
-    opt = _make_optimizer(optimizer, params, lr, weight_decay)
+    opt = _make_optimizer(optimizer, [flat.param], lr, weight_decay)
     settings = _settings(
         flow, train, validation, batch_size=batch_size, lr=lr, schedule=schedule,
         optimizer=optimizer, seed=seed, weight_decay=weight_decay, grad_clip=grad_clip,
@@ -440,13 +424,8 @@ def train_flow(
             f"batch {step_in_epoch})"
         )
 
-    model: nn.Module = _LogProb(flow)
-    if ctx.active:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    # Every rank starts from the weights of rank 0 (as DistributedDataParallel would).
+    ctx.broadcast_from_main_(flat.param.data)
 
     t_start = time.perf_counter()
     last_saved_step = global_step if resumed_from is not None else -1
@@ -502,11 +481,11 @@ def train_flow(
                 lr_now = lr_at(global_step)
                 for group in opt.param_groups:
                     group["lr"] = lr_now
-                opt.zero_grad(set_to_none=True)
-                log_p = model(x, c)
+                flat.zero_grad()
+                log_p = flow.log_prob(x, c)
                 nll_sum = -log_p.sum() * weight if weight == 0.0 else -log_p.sum()
-                # DDP averages gradients over ranks: scale so the result is the mean over the
-                # global batch whatever the split.
+                # Gradients are averaged over ranks below: scale so the result is the mean over
+                # the global batch whatever the split.
                 loss = nll_sum * (ctx.world_size / global_rows.shape[0])
                 stats = ctx.all_reduce_sum(nll_sum.detach().double().reshape(1))
                 batch_nll = float(stats[0])
@@ -520,10 +499,11 @@ def train_flow(
                         step=global_step, epoch=epoch, batch=step_in_epoch, rows=bad,
                     )
                 loss.backward()
+                ctx.all_reduce_mean_(flat.grad)
                 if grad_clip is not None:
-                    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+                    norm = torch.nn.utils.clip_grad_norm_([flat.param], grad_clip)
                 else:
-                    norm = _grad_norm(params)
+                    norm = torch.linalg.vector_norm(flat.grad)
                 if not bool(torch.isfinite(norm)):
                     raise TrainingDivergedError(
                         f"non-finite gradient at step {global_step} (epoch {epoch}, batch "
