@@ -295,3 +295,33 @@ def test_blocked_no_grad_path_equals_plain(cond_dim):
                      generator=torch.Generator().manual_seed(3)).detach()
     for got, ref in ((z, z_ref), (ld, ld_ref), (xb, x_ref), (lx, lx_ref), (s1, s3), (s2, s3)):
         torch.testing.assert_close(got, ref.detach(), atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cond_dim", [0, 4])
+def test_blocks_on_worker_threads_equal_one_thread(cond_dim):
+    """Blocks run on two worker threads give the one-thread result exactly, record no graph,
+    and leave torch's thread count as it was."""
+    flow = _flow(5, cond_dim, torch.float64, seed=4)
+    flow.chunk_size = 64
+    g = torch.Generator().manual_seed(9)
+    n = 700
+    x = 1.5 * torch.randn(n, 5, dtype=torch.float64, generator=g)
+    if cond_dim:
+        galaxies = torch.randn(5, cond_dim, dtype=torch.float64, generator=g)
+        c = galaxies[torch.randint(0, 5, (n,), generator=g)]
+        c[:3] = torch.randn(3, cond_dim, dtype=torch.float64, generator=g)  # small groups
+    else:
+        c = None
+    before = torch.get_num_threads()
+    results = {}
+    for workers in (1, 2):
+        flow.workers = workers
+        with torch.no_grad():
+            lp = flow.log_prob(x, c)
+            s = flow.sample(n, c[:1] if c is not None else None,
+                            generator=torch.Generator().manual_seed(2))
+        assert not lp.requires_grad and not s.requires_grad
+        assert torch.get_num_threads() == before
+        results[workers] = (lp, s)
+    for a, b in zip(results[1], results[2], strict=True):
+        assert torch.equal(a, b)

@@ -52,10 +52,15 @@ class MLP(nn.Module):
         # In-place activations: the Linear outputs are temporaries, and LeakyReLU with a
         # positive slope can take its gradient from its own output.
         inplace = self.negative_slope > 0
+        transposed = not torch.is_grad_enabled()
         for linear in self._linears:
-            # addmm with the weight transposed to (in, out) row-major: BLAS is much faster for
-            # odd output widths (3 K - 1 per dimension) than with the (out, in) layout.
-            x = torch.addmm(linear.bias, x, linear.weight.t().contiguous())
+            if transposed:
+                # addmm with the weight transposed to (in, out) row-major: BLAS is much faster
+                # for odd output widths (3 K - 1 per dimension) than with the (out, in) layout.
+                x = torch.addmm(linear.bias, x, linear.weight.t().contiguous())
+            else:
+                # Under autograd the transposed copy (and its backward) costs more than it saves.
+                x = F.linear(x, linear.weight, linear.bias)
             if inplace:
                 x = F.leaky_relu_(x, self.negative_slope)
             else:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -114,6 +117,10 @@ class ConditionalSplineFlow(nn.Module):
     #: Rows per block when no gradient is recorded (keeps the working set in cache).
     chunk_size: int = 4096
 
+    #: Blocks evaluated at once without gradient recording; ``None`` means
+    #: ``torch.get_num_threads()``. See :meth:`forward`.
+    workers: int | None = None
+
     @property
     def dim(self) -> int:
         return self.config["dim"]
@@ -218,26 +225,34 @@ class ConditionalSplineFlow(nn.Module):
         y = torch.empty_like(x)
         logdet = x.new_empty(n)
         if index is None:
-            for start in range(0, n, self.chunk_size):
-                part = slice(start, start + self.chunk_size)
-                y[part], logdet[part] = self._run(x[part], convs, conds, None, inverse)
+            blocks = [
+                (slice(start, start + self.chunk_size), conds, None)
+                for start in range(0, n, self.chunk_size)
+            ]
         else:
-            self._run_grouped(x, y, logdet, convs, conds, index, inverse)
+            blocks = self._grouped_blocks(conds, index)
+
+        def run_block(block) -> None:
+            rows, conds_b, index_b = block
+            y[rows], logdet[rows] = self._run(x[rows], convs, conds_b, index_b, inverse)
+
+        _run_blocks(run_block, blocks, self._worker_count(x))
         return y, logdet.add_(conv_logdet)
 
-    def _run_grouped(self, x, y, logdet, convs, conds, index, inverse) -> None:
-        """Rows of many conditions: large groups run with their one condition row broadcast;
-        the rows of small groups run together, each with its gathered condition row."""
+    def _grouped_blocks(self, conds, index) -> list[tuple]:
+        """Blocks of rows of many conditions: rows of a large group run with their one condition
+        row broadcast; the rows of small groups run together, each with its gathered condition
+        row. Each block is ``(row positions, condition outputs, index or None)``."""
         order = torch.argsort(index, stable=True)
         counts = torch.bincount(index, minlength=conds[0][0].shape[0]).tolist()
         min_group = max(1, self.chunk_size // 8)
-        start, small = 0, []
+        start, small, blocks = 0, [], []
         for g, count in enumerate(counts):
             if count >= min_group:
                 rows_g = [(c1[g : g + 1], c2[g : g + 1]) for c1, c2 in conds]
                 for s in range(start, start + count, self.chunk_size):
                     pos = order[s : min(s + self.chunk_size, start + count)]
-                    y[pos], logdet[pos] = self._run(x[pos], convs, rows_g, None, inverse)
+                    blocks.append((pos, rows_g, None))
             elif count:
                 small.append(order[start : start + count])
             start += count
@@ -245,7 +260,14 @@ class ConditionalSplineFlow(nn.Module):
             rest = torch.cat(small)
             for s in range(0, rest.shape[0], self.chunk_size):
                 pos = rest[s : s + self.chunk_size]
-                y[pos], logdet[pos] = self._run(x[pos], convs, conds, index[pos], inverse)
+                blocks.append((pos, conds, index[pos]))
+        return blocks
+
+    def _worker_count(self, x: torch.Tensor) -> int:
+        if x.device.type != "cpu":
+            return 1  # one device queue: blocks in order
+        workers = torch.get_num_threads() if self.workers is None else int(self.workers)
+        return max(1, workers)
 
     def forward(
         self, x: torch.Tensor, c: torch.Tensor | None = None
@@ -254,7 +276,10 @@ class ConditionalSplineFlow(nn.Module):
 
         Without gradient recording (``torch.no_grad`` or ``torch.inference_mode``) the rows
         are processed in blocks of :attr:`chunk_size` and, for many distinct conditions,
-        grouped by condition; the result is the same.
+        grouped by condition; the result is the same. On the CPU, :attr:`workers` blocks
+        (default: ``torch.get_num_threads()``) run at once, each on one thread: for the flow's
+        small matrices this uses the cores better than splitting every operation across them.
+        Torch's thread count is set to 1 for the duration of the call and restored after it.
 
         Parameters
         ----------
@@ -343,3 +368,54 @@ class ConditionalSplineFlow(nn.Module):
         z = torch.randn(n, self.dim, generator=generator, device=gen_device, dtype=param.dtype)
         x, _ = self.inverse(z.to(param.device), c)
         return x
+
+
+# -- blocks on several threads ---------------------------------------------------------------
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A shared pool of ``workers`` threads, each running torch operations on one thread."""
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(
+            workers, thread_name_prefix="astroflow-gal", initializer=torch.set_num_threads,
+            initargs=(1,),
+        )
+    return _POOLS[workers]
+
+
+@contextmanager
+def _single_threaded_torch() -> Iterator[None]:
+    """Torch (and its BLAS) on one thread inside the block; the previous count restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_blocks(run_block: Callable[[tuple], None], blocks: list, workers: int) -> None:
+    """Call ``run_block`` on every block, on ``workers`` threads at once when there are several
+    blocks; the first error in a block is raised after all blocks have stopped."""
+    workers = min(workers, len(blocks))
+    if workers <= 1:
+        for block in blocks:
+            run_block(block)
+        return
+    # Grad and inference modes are per thread: the workers take the caller's.
+    inference = torch.is_inference_mode_enabled()
+
+    def run_share(share: list) -> None:
+        with torch.inference_mode(inference), torch.no_grad():
+            for block in share:
+                run_block(block)
+
+    with _single_threaded_torch():
+        futures = [
+            _pool(workers).submit(run_share, blocks[k::workers]) for k in range(workers)
+        ]
+        for future in futures:
+            future.exception()  # wait for every block before the thread count is restored
+        for future in futures:
+            future.result()
