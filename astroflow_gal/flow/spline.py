@@ -125,12 +125,12 @@ def spline_from_theta(
     cum = torch.cumsum(torch.exp(raw), dim=-1)
     total = cum[..., -1:]
     low, high = torch.aminmax(total.detach()) if total.numel() else (total.new_ones(()),) * 2
-    if float(low) > _EXP_SMALLEST_SUM and float(high) < _EXP_LARGEST_SUM:
-        right = cum * ((2.0 * bound) / total)
-    else:
-        right = torch.cumsum(torch.softmax(raw, dim=-1), dim=-1).mul_(2.0 * bound)
-    right = right.sub_(bound)
-    right[..., -1] = bound  # the last knot is exactly +B
+    if not (float(low) > _EXP_SMALLEST_SUM and float(high) < _EXP_LARGEST_SUM):
+        cum = torch.cumsum(torch.softmax(raw, dim=-1), dim=-1)
+        total = cum[..., -1:]
+    # The last knot may be a few ulp off +B here; it is pinned to +B where it is read below
+    # (an in-place write here would make autograd copy all the knots).
+    right = (cum * ((2.0 * bound) / total)).sub_(bound)
 
     inside = (inputs >= -bound) & (inputs <= bound)
     clamped = inputs.clamp(-bound, bound)
@@ -144,7 +144,9 @@ def spline_from_theta(
     first = idx == 0
     x_lo = torch.where(first, -bound, knots[..., 0, :1]).squeeze(-1)
     y_lo = torch.where(first, -bound, knots[..., 1, :1]).squeeze(-1)
-    x_hi, y_hi = knots[..., 0, 1], knots[..., 1, 1]
+    last = idx == k - 1
+    x_hi = torch.where(last, bound, knots[..., 0, 1:]).squeeze(-1)
+    y_hi = torch.where(last, bound, knots[..., 1, 1:]).squeeze(-1)
     floor = torch.finfo(theta.dtype).tiny ** 0.25  # keeps a bin of coinciding knots finite
     w = (x_hi - x_lo).clamp_min(floor)
     h = (y_hi - y_lo).clamp_min(floor)
@@ -152,7 +154,7 @@ def spline_from_theta(
     raw_d = torch.gather(theta[..., 2 * k :], -1, pair.clamp(max=k - 2))
     deriv = F.softplus(raw_d)
     d_lo = torch.where(first, 1.0, deriv[..., :1]).squeeze(-1)
-    d_hi = torch.where(idx == k - 1, 1.0, deriv[..., 1:]).squeeze(-1)
+    d_hi = torch.where(last, 1.0, deriv[..., 1:]).squeeze(-1)
 
     slope = h / w
     curvature = d_hi + d_lo - 2.0 * slope
