@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -325,3 +326,44 @@ def test_blocks_on_worker_threads_equal_one_thread(cond_dim):
         results[workers] = (lp, s)
     for a, b in zip(results[1], results[2], strict=True):
         assert torch.equal(a, b)
+
+
+def test_worker_errors_reach_the_caller_after_every_block():
+    """An error in one block is raised in the caller once every worker has stopped (the
+    other worker's blocks all ran), and torch's thread count is restored."""
+    from astroflow_gal.flow.model import _run_blocks
+
+    before = torch.get_num_threads()
+    done = []
+
+    def run_block(block):
+        if block == 3:
+            raise RuntimeError("block 3 failed")
+        done.append(block)
+
+    with pytest.raises(RuntimeError, match="block 3 failed"):
+        _run_blocks(run_block, list(range(8)), workers=2)
+    finished = sorted(done)
+    assert {0, 2, 4, 6} <= set(finished) and 3 not in finished
+    assert torch.get_num_threads() == before
+    time.sleep(0.05)
+    assert sorted(done) == finished  # nothing ran after the call returned
+
+
+def test_forked_child_gets_its_own_worker_pool():
+    """A child forked after the parent used its worker pool samples without hanging."""
+    import multiprocessing
+
+    flow = _flow(4, 0, torch.float32, seed=1)
+    flow.chunk_size, flow.workers = 32, 2
+    with torch.no_grad():
+        expected = flow.sample(200, generator=torch.Generator().manual_seed(0))
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_sample_in_child, (flow,)).get(timeout=60)
+    assert torch.equal(got, expected)
+
+
+def _sample_in_child(flow):
+    with torch.no_grad():
+        return flow.sample(200, generator=torch.Generator().manual_seed(0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -371,17 +372,22 @@ class ConditionalSplineFlow(nn.Module):
 
 
 # -- blocks on several threads ---------------------------------------------------------------
-_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
-    """A shared pool of ``workers`` threads, each running torch operations on one thread."""
-    if workers not in _POOLS:
-        _POOLS[workers] = ThreadPoolExecutor(
+    """A shared pool of ``workers`` threads, each running torch operations on one thread.
+
+    Pools are kept per process: a process forked from one that had a pool gets a new one (the
+    threads of the parent's pool do not exist in the child).
+    """
+    key = (os.getpid(), workers)
+    if key not in _POOLS:
+        _POOLS[key] = ThreadPoolExecutor(
             workers, thread_name_prefix="astroflow-gal", initializer=torch.set_num_threads,
             initargs=(1,),
         )
-    return _POOLS[workers]
+    return _POOLS[key]
 
 
 @contextmanager
