@@ -197,7 +197,11 @@ def test_discriminant_clamped_in_float32():
 def test_hand_written_backward_equals_autograd(bins, scale):
     """The training direction's one-node backward gives autograd's gradients (float64) for
     inputs inside, on knots, at +-B and outside, with weighted output and log-det terms."""
-    from astroflow_gal.flow.spline import _spline_core, spline_from_theta
+    from astroflow_gal.flow.spline import (
+        _spline_core,
+        spline_backward_by_hand,
+        spline_from_theta,
+    )
 
     g = torch.Generator().manual_seed(bins)
     n, dims = 300, 3
@@ -218,13 +222,41 @@ def test_hand_written_backward_equals_autograd(bins, scale):
         ((y * wy).sum() + (ld * wl).sum()).backward()
         return y.detach(), ld.detach(), xx.grad, tt.grad
 
-    got = grads(lambda a, b: spline_from_theta(a, b, bins, BOUND))
+    with spline_backward_by_hand():
+        got = grads(lambda a, b: spline_from_theta(a, b, bins, BOUND))
     ref = grads(lambda a, b: _spline_core(a, b, bins, BOUND, False)[:2])
     # Bins e^20 times apart (scale 4) make both formulas lose about 8 digits to rounding.
     tol = 1e-9 if scale == 1.0 else 1e-6
     for a, b in zip(got, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol)
-    # the result is a single autograd node
+    # inside the context the result is a single autograd node; outside, autograd's own
     tt = theta.clone().requires_grad_(True)
-    y, _ = spline_from_theta(x, tt, bins, BOUND)
+    with spline_backward_by_hand():
+        y, _ = spline_from_theta(x, tt, bins, BOUND)
     assert type(y.grad_fn).__name__ == "_ForwardSplineBackward"
+    y, _ = spline_from_theta(x, tt, bins, BOUND)
+    assert type(y.grad_fn).__name__ != "_ForwardSplineBackward"
+
+
+def test_second_derivatives_outside_the_hand_written_backward():
+    """Outside the context the spline has exact second derivatives (here d2y/dx2 against a
+    finite difference of dy/dx); inside it, asking for them raises instead of being wrong."""
+    from astroflow_gal.flow.spline import spline_backward_by_hand, spline_from_theta
+
+    g = torch.Generator().manual_seed(0)
+    theta = torch.randn(50, 1, 3 * 6 - 1, dtype=torch.float64, generator=g)
+    x = (1.8 * torch.rand(50, 1, dtype=torch.float64, generator=g) - 0.9).requires_grad_(True)
+
+    def slope(xx):
+        y, _ = spline_from_theta(xx, theta, 6, BOUND)
+        return torch.autograd.grad(y.sum(), xx, create_graph=True)[0]
+
+    (d2,) = torch.autograd.grad(slope(x).sum(), x)
+    h = 1e-6
+    up, down = ((x.detach() + d).requires_grad_(True) for d in (h, -h))
+    fd = (slope(up) - slope(down)) / (2 * h)
+    torch.testing.assert_close(d2, fd.detach(), rtol=1e-4, atol=1e-6)
+    with spline_backward_by_hand():
+        first = slope(x)
+        with pytest.raises(RuntimeError):
+            torch.autograd.grad(first.sum(), x)

@@ -9,11 +9,17 @@ function is safe under autograd and in float32 (inputs on knots, at ``+-B`` and 
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "rational_quadratic_spline",
+    "spline_backward_by_hand",
     "spline_bins",
     "spline_from_theta",
     "spline_parameter_count",
@@ -115,7 +121,12 @@ def spline_from_theta(
     log_abs_det : torch.Tensor
         ``log |d outputs / d inputs|`` per element, shape ``(...)``; 0 outside ``[-B, B]``.
     """
-    if not inverse and torch.is_grad_enabled() and (inputs.requires_grad or theta.requires_grad):
+    if (
+        not inverse
+        and getattr(_BACKWARD_BY_HAND, "enabled", False)
+        and torch.is_grad_enabled()
+        and (inputs.requires_grad or theta.requires_grad)
+    ):
         # Training direction under autograd: one node with a hand-written backward instead
         # of the ~100 nodes autograd would record for the operations below.
         return _ForwardSpline.apply(inputs, theta, bins, float(bound))
@@ -201,6 +212,31 @@ def _spline_core(
     return outputs, log_abs_det, pieces
 
 
+_BACKWARD_BY_HAND = threading.local()
+
+
+@contextmanager
+def spline_backward_by_hand(enabled: bool = True) -> Iterator[None]:
+    """Within this context (on this thread), the data-to-latent spline under autograd is one
+    node with a hand-written first-order backward.
+
+    Training uses it (fewer recorded operations per step). Outside it, autograd records the
+    spline's operations, which allows derivatives of any order (e.g. Hessians of the eDF).
+    Inside it, a second derivative through the spline raises an error.
+
+    Parameters
+    ----------
+    enabled : bool, optional
+        False turns the hand-written backward off inside an enclosing context.
+    """
+    before = getattr(_BACKWARD_BY_HAND, "enabled", False)
+    _BACKWARD_BY_HAND.enabled = bool(enabled)
+    try:
+        yield
+    finally:
+        _BACKWARD_BY_HAND.enabled = before
+
+
 class _ForwardSpline(torch.autograd.Function):
     """The data-to-latent spline with its gradient written out (one autograd node).
 
@@ -224,6 +260,7 @@ class _ForwardSpline(torch.autograd.Function):
         return outputs, log_abs_det
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g_out, g_logdet):  # noqa: D102
         theta, *saved = ctx.saved_tensors
         q = dict(zip(ctx.names, saved, strict=True))

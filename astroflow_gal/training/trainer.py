@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..flow.spline import spline_backward_by_hand
 from .checkpoint import CheckpointError, CheckpointManager
 from .data import TrainingData, epoch_permutation
 from .distributed import DistributedContext, distributed_context
@@ -482,7 +483,8 @@ def train_flow(
                 for group in opt.param_groups:
                     group["lr"] = lr_now
                 flat.zero_grad()
-                log_p = flow.log_prob(x, c)
+                with spline_backward_by_hand():
+                    log_p = flow.log_prob(x, c)
                 nll_sum = -log_p.sum() * weight if weight == 0.0 else -log_p.sum()
                 # Gradients are averaged over ranks below: scale so the result is the mean over
                 # the global batch whatever the split.
