@@ -253,7 +253,6 @@ class _ForwardSpline(torch.autograd.Function):
     def forward(ctx, inputs, theta, bins, bound):  # noqa: D102
         outputs, log_abs_det, pieces = _spline_core(inputs, theta, bins, bound, False)
         ctx.bins, ctx.bound = bins, bound
-        ctx.theta_shape = theta.shape
         names = sorted(pieces)
         ctx.names = names
         ctx.save_for_backward(theta, *(pieces[n] for n in names))
