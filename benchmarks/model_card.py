@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from astroflow_gal import GalaxyModel, GalaxySuite
-from astroflow_gal.metrics import kl_to_truth, summarise_kl
+from astroflow_gal.analysis.metrics import kl_to_truth, summarise_kl
 
 
 def main() -> None:

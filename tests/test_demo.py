@@ -10,7 +10,7 @@ import pytest
 from astropy.table import QTable
 
 from astroflow_gal.cli import main
-from astroflow_gal.cli_demo import DEFAULT_CONDITIONS, choose_conditions
+from astroflow_gal.cli.demo import DEFAULT_CONDITIONS, choose_conditions
 from astroflow_gal.samples import read_sample
 
 SHIPPED = Path(__file__).resolve().parents[1] / "astroflow_gal" / "pretrained" / "default.h5"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from astroflow_gal.metrics import kl_to_truth, summarise_kl
+from astroflow_gal.analysis.metrics import kl_to_truth, summarise_kl
 
 
 class _TruthAsModel:

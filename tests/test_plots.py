@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from astropy.table import QTable
 
-from astroflow_gal.plots import corner_plot, profile_plot, radial_profiles, total_mass_of
+from astroflow_gal.analysis.plots import corner_plot, profile_plot, radial_profiles, total_mass_of
 
 KMS = u.km / u.s
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from astroflow_gal import GalaxyModel, GalaxySuite
+from astroflow_gal.analysis.metrics import kl_to_truth
 from astroflow_gal.data import schema
-from astroflow_gal.metrics import kl_to_truth
 
 
 def test_pretrained_loads_and_records_its_suite():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from astroflow_gal.cli import main
-from astroflow_gal.cli_train import read_config
+from astroflow_gal.cli.train import read_config
 
 CONFIG = """
 [flow]

@@ -16,7 +16,7 @@ from typing import Any
 import astropy.units as u
 import numpy as np
 
-from .data import schema
+from ..data import schema
 
 __all__ = ["corner_plot", "profile_plot", "radial_profiles", "total_mass_of"]
 
@@ -43,7 +43,7 @@ def _pyplot() -> Any:
 def _save(fig: Any, path: str | os.PathLike | None, dpi: int = 110, tight: bool = True) -> None:
     if path is None:
         return
-    from .io import atomic_path
+    from ..io import atomic_path
 
     path = os.fspath(path)
     fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .data.schema import condition_column
+from ..data.schema import condition_column
 
 
 def _float_or_none(text: str) -> float | None:
@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_synthetic(args: argparse.Namespace) -> int:
     """Draw a synthetic suite and write it."""
-    from .data import GalaxySuite
+    from ..data import GalaxySuite
 
     options = {
         key: getattr(args, key)
@@ -79,7 +79,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
 
 def run_nihao(args: argparse.Namespace) -> int:
     """Read NIHAO star files with the paper's cleaning and write a suite."""
-    from .data.nihao import read_nihao
+    from ..data.nihao import read_nihao
 
     suite = read_nihao(
         args.folder,
@@ -140,7 +140,7 @@ def run_info(args: argparse.Namespace) -> int:
     """Print the galaxies and conditions of a suite file."""
     import h5py
 
-    from .data import GalaxySuite
+    from ..data import GalaxySuite
 
     suite = GalaxySuite.read(args.path, load_truth=False)
     with h5py.File(args.path, "r") as f:

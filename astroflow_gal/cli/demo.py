@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import schema
+from ..data import schema
 
 #: Milky-Way-like defaults (schema units): stellar mass [Msun], median and 10th-percentile
 #: stellar age [Gyr], mean metal mass fraction. ``tau10`` (young end) is below ``tau50``.
@@ -111,7 +111,7 @@ def choose_conditions(
 
 
 def _load_model(path: Path | None) -> Any:
-    from .model import GalaxyModel
+    from ..model import GalaxyModel
 
     if path is None:
         try:
@@ -132,9 +132,9 @@ def _say(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Sample the galaxy, write the files and plots, print where they went."""
-    from .io import atomic_path
-    from .plots import corner_plot, profile_plot
-    from .samples import read_sample
+    from ..analysis.plots import corner_plot, profile_plot
+    from ..io import atomic_path
+    from ..samples import read_sample
 
     n = args.n_stars
     if n < 1:

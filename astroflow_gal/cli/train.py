@@ -96,7 +96,7 @@ def _load_toml(path: Path) -> dict[str, Any]:
 
 
 def _fit_keywords() -> tuple[str, ...]:
-    from .model import GalaxyModel
+    from ..model import GalaxyModel
 
     params = inspect.signature(GalaxyModel.fit).parameters
     return tuple(k for k in params if k not in _NOT_IN_TRAINING_TABLE and k != "cls")
@@ -185,7 +185,7 @@ def _split(suite, args: argparse.Namespace, table: dict[str, Any]):
 
 def run(args: argparse.Namespace) -> int:
     """Read the suite, hold out galaxies, fit, save the model (rank 0 only)."""
-    from .training import TrainingDivergedError, is_main_process
+    from ..training import TrainingDivergedError, is_main_process
 
     main = is_main_process()
     logging.basicConfig(
@@ -202,8 +202,8 @@ def run(args: argparse.Namespace) -> int:
     if main and not os.access(out_dir, os.W_OK):
         raise PermissionError(f"cannot write to {out_dir}")
 
-    from .data import GalaxySuite
-    from .model import GalaxyModel
+    from ..data import GalaxySuite
+    from ..model import GalaxyModel
 
     suite = GalaxySuite.read(args.suite)
     train, validation = _split(suite, args, config["split"])

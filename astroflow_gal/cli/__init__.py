@@ -8,9 +8,9 @@ import sys
 
 # Each entry adds one sub-command: (module, function taking the sub-parsers object).
 _COMMAND_MODULES = (
-    "astroflow_gal.cli_demo",
-    "astroflow_gal.cli_suite",
-    "astroflow_gal.cli_train",
+    "astroflow_gal.cli.demo",
+    "astroflow_gal.cli.suite",
+    "astroflow_gal.cli.train",
 )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from astropy.table import QTable
 
-from .inputs import ExtrapolationWarning
+from ..inputs import ExtrapolationWarning
 
 __all__ = ["kl_to_truth"]
 

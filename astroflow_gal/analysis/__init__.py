@@ -1,0 +1,35 @@
+"""Analysis of stars and learned eDFs: profiles, moments, Agama hand-off, metrics and figures.
+
+Every public name is imported on first use, so ``import astroflow_gal.analysis`` stays light and
+optional partners (Agama, matplotlib) are loaded only by the functions that need them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> submodule of this package that defines it
+_EXPORTS: dict[str, str] = {
+    # samples binned into profiles and plots
+    "corner_plot": "plots",
+    "profile_plot": "plots",
+    "radial_profiles": "plots",
+    # metrics
+    "kl_to_truth": "metrics",
+    "summarise_kl": "metrics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'astroflow_gal.analysis' has no attribute {name!r}") from None
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
