@@ -26,6 +26,8 @@ __all__ = [
     "parse_conditions",
     "stars_to_array",
     "check_training_range",
+    "sample_conditions",
+    "star_masses",
 ]
 
 
@@ -245,3 +247,103 @@ def check_training_range(
         messages.append(msg)
     if messages:
         warnings.warn("; ".join(messages), ExtrapolationWarning, stacklevel=3)
+
+
+def _meta_quantity(name: str, entry: Any) -> u.Quantity:
+    # {"value": v, "unit": "solMass"} as written by GalaxyModel.sample; "5e+10 solMass" (older
+    # samples) is parsed too.
+    if isinstance(entry, u.Quantity):
+        return entry
+    if isinstance(entry, Mapping):
+        if "value" not in entry:
+            raise ValueError(f"sample meta entry {name!r} has no 'value': {entry!r}")
+        return u.Quantity(float(entry["value"]), u.Unit(entry.get("unit", "") or ""))
+    if isinstance(entry, str):
+        return u.Quantity(entry)
+    return u.Quantity(float(entry), schema.column(name).unit)
+
+
+def sample_conditions(stars: Any) -> dict[str, u.Quantity]:
+    """The galaxy conditions recorded in a sample's ``meta``, as Quantities.
+
+    Parameters
+    ----------
+    stars : astropy.table.Table or QTable
+        A table returned by :meth:`astroflow_gal.GalaxyModel.sample` (or read back from its HDF5 or
+        ECSV file); its ``meta["conditions"]`` maps each condition name to a value and a unit.
+
+    Returns
+    -------
+    dict of str to astropy.units.Quantity
+        Each condition in its recorded unit (``M_stars`` in Msun, ``tau50``/``tau10`` in Gyr,
+        ``Z_av`` dimensionless). Empty if the table records no conditions.
+    """
+    meta = getattr(stars, "meta", None) or {}
+    conditions = meta.get("conditions") or {}
+    if not isinstance(conditions, Mapping):
+        raise ValueError(f"sample meta 'conditions' must be a mapping, got {conditions!r}")
+    return {name: _meta_quantity(name, entry) for name, entry in conditions.items()}
+
+
+def star_masses(stars: Any, mass: Any = None) -> u.Quantity:
+    """The mass carried by each star of a table, in Msun.
+
+    Parameters
+    ----------
+    stars : astropy.table.Table or QTable
+        Stars: a model sample, or simulation stars with a ``mass`` column.
+    mass : astropy.units.Quantity, float or array-like, optional
+        Mass per star (scalar or one per row) in Msun, overriding what the table records.
+
+    Returns
+    -------
+    astropy.units.Quantity
+        Shape ``(len(stars),)``, in Msun: ``mass`` if given; else the table's ``mass`` column; else
+        the sample's recorded ``meta["mass_per_star"]`` (M_stars / N of the draw); else
+        ``M_stars / len(stars)`` from the recorded conditions.
+
+    Raises
+    ------
+    ValueError
+        If no mass can be found, or masses are non-finite or negative.
+    """
+    n = len(stars)
+    meta = getattr(stars, "meta", None) or {}
+    if mass is not None:
+        values = np.broadcast_to(as_mass_values(mass), (n,)).copy()
+    elif "mass" in getattr(stars, "colnames", ()):
+        values = as_mass_values(_column_quantity(stars, "mass", u.Msun))
+    elif meta.get("mass_per_star") is not None:
+        per_star = _meta_quantity("mass_per_star", meta["mass_per_star"]).to_value(u.Msun)
+        values = np.full(n, per_star)
+    elif "M_stars" in (meta.get("conditions") or {}):
+        values = np.full(n, sample_conditions(stars)["M_stars"].to_value(u.Msun) / max(n, 1))
+    else:
+        raise ValueError(
+            "no stellar mass: give mass=..., a 'mass' column, or a sample of GalaxyModel.sample "
+            "(whose meta records M_stars and the mass per star)"
+        )
+    if values.shape != (n,):
+        raise ValueError(f"mass must be a scalar or one value per star ({n}), got {values.shape}")
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError("star masses must be finite and non-negative")
+    return values * u.Msun
+
+
+def as_mass_values(mass: Any) -> np.ndarray:
+    """Masses as float64 in Msun (Quantity in any mass unit, or plain numbers in Msun)."""
+    if isinstance(mass, u.Quantity):
+        try:
+            return np.asarray(mass.to_value(u.Msun), dtype=np.float64)
+        except u.UnitConversionError as err:
+            raise u.UnitConversionError(f"mass must be a mass, got unit {mass.unit}") from err
+    return np.asarray(mass, dtype=np.float64)
+
+
+def _column_quantity(table: Any, name: str, default_unit: u.UnitBase) -> u.Quantity | np.ndarray:
+    # A column as a Quantity whether the table is a QTable or a plain Table with a unit attribute.
+    col = table[name]
+    if isinstance(col, u.Quantity):
+        return col
+    unit = getattr(col, "unit", None)
+    return np.asarray(col, dtype=np.float64) * (u.Unit(unit) if unit is not None else default_unit)

@@ -23,7 +23,7 @@ from astropy.table import QTable
 from . import __version__
 from .data import schema
 from .flow import ConditionalSplineFlow, from_galacticflow
-from .inputs import check_training_range, parse_conditions, stars_to_array
+from .inputs import check_training_range, parse_conditions, sample_conditions, stars_to_array
 from .io import FileFormatError, read_tree, write_tree
 from .normalizer import ColumnTransform, Normalizer
 
@@ -76,11 +76,19 @@ def _show_progress(progress: bool | None, n: int) -> bool:
 
 
 def _describe_conditions(names: Sequence[str], values: np.ndarray) -> dict[str, Any]:
+    # Numbers and unit strings that a program reads back (and that survive ECSV and HDF5 meta).
     out: dict[str, Any] = {}
     for name, value in zip(names, np.atleast_1d(values), strict=True):
-        unit = schema.column(name).unit
-        out[name] = f"{float(value):.10g} {unit}".strip()
+        out[name] = {"value": float(value), "unit": schema.column(name).unit.to_string()}
     return out
+
+
+def _mass_per_star(names: Sequence[str], values: np.ndarray, n: int) -> dict[str, Any] | None:
+    # Each sampled star carries M_stars / N of mass (None for a model without M_stars).
+    if "M_stars" not in names or n < 1:
+        return None
+    m_stars = float(np.atleast_1d(values)[list(names).index("M_stars")])
+    return {"value": m_stars / n, "unit": schema.column("M_stars").unit.to_string()}
 
 
 class GalaxyModel:
@@ -247,6 +255,7 @@ class GalaxyModel:
             "conditions": _describe_conditions(self.condition_names, values),
             "seed": seed,
             "n_stars": int(n),
+            "mass_per_star": _mass_per_star(self.condition_names, values, n),
             "model": self.meta.get("name", "unnamed"),
             "model_id": self.meta.get("model_id"),
             "astroflow_gal_version": __version__,
@@ -561,7 +570,7 @@ class GalaxyModel:
         conds = stars.meta.get("conditions") if hasattr(stars, "meta") else None
         label = f"{self.meta.get('name', 'model')}"
         if conds:
-            label += " | " + ", ".join(f"{k}={v}" for k, v in conds.items())
+            label += " | " + ", ".join(f"{k}={v}" for k, v in sample_conditions(stars).items())
         return stars_to_skycoord(stars, galaxy=label)
 
     # -- files ----------------

@@ -11,6 +11,7 @@ from astropy.table import QTable
 
 from astroflow_gal.cli import main
 from astroflow_gal.cli.demo import DEFAULT_CONDITIONS, choose_conditions
+from astroflow_gal.inputs import sample_conditions
 from astroflow_gal.samples import read_sample
 
 SHIPPED = Path(__file__).resolve().parents[1] / "astroflow_gal" / "pretrained" / "default.h5"
@@ -65,7 +66,7 @@ def test_demo_writes_files_with_units(small_model, small_model_file, tmp_path, c
     for name, value in expected.items():
         lo, hi = small_model.training_range[name]
         assert lo <= value <= hi
-        recorded = u.Quantity(stars.meta["conditions"][name])
+        recorded = sample_conditions(stars)[name]
         np.testing.assert_allclose(recorded.value, value, rtol=1e-9)
     for note in notes:
         assert note in printed
@@ -111,6 +112,6 @@ def test_demo_with_the_shipped_model(tmp_path, capsys):
     model = GalaxyModel.pretrained()
     assert stars.meta["model"] == model.meta.get("name", "unnamed")
     for name, (lo, hi) in model.training_range.items():
-        value = u.Quantity(stars.meta["conditions"][name]).value
+        value = sample_conditions(stars)[name].value
         assert lo * (1 - 1e-9) <= value <= hi * (1 + 1e-9)
     assert "warning" not in capsys.readouterr().out

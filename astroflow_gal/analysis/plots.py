@@ -82,21 +82,19 @@ def total_mass_of(stars: Any) -> u.Quantity | None:
     ----------
     stars : astropy.table.QTable
         A sample from :meth:`GalaxyModel.sample`; ``meta["conditions"]["M_stars"]`` holds the
-        mass as a Quantity, a string such as ``"5e+10 solMass"`` or a number in Msun.
+        mass (read by :func:`astroflow_gal.inputs.sample_conditions`).
 
     Returns
     -------
     astropy.units.Quantity or None
         The mass in Msun, or None when the table does not record it.
     """
-    conditions = (getattr(stars, "meta", None) or {}).get("conditions") or {}
-    value = conditions.get("M_stars") if hasattr(conditions, "get") else None
+    from ..inputs import sample_conditions
+
+    value = sample_conditions(stars).get("M_stars")
     if value is None:
         return None
-    mass = u.Quantity(value)
-    if mass.unit == u.dimensionless_unscaled:
-        mass = mass.value * u.Msun
-    mass = mass.to(u.Msun)
+    mass = value.value * u.Msun if value.unit == u.dimensionless_unscaled else value.to(u.Msun)
     if not np.isfinite(mass.value) or mass.value <= 0:
         raise ValueError(f"meta records a non-positive or non-finite M_stars: {value!r}")
     return mass
@@ -365,9 +363,12 @@ def _short(value: Any) -> str:
 
 
 def _title(stars: Any, sep: str = " | ") -> str:
+    from ..inputs import sample_conditions
+
     meta = getattr(stars, "meta", None) or {}
-    conditions = meta.get("conditions") or {}
-    if not hasattr(conditions, "items"):
+    try:
+        conditions = sample_conditions(stars)
+    except (ValueError, TypeError):
         conditions = {}
     parts = [f"{k} = {_short(v)}" for k, v in conditions.items()]
     head = f"{len(stars):,} stars"
