@@ -144,13 +144,14 @@ def radial_profiles(
         variable's ``units`` attribute. Means are NaN in empty bins, dispersions in bins of
         fewer than two stars.
     """
-    import xarray as xr
+    from .profiles import profiles
 
     edges = _check_edges(edges)
-    x = _quantity_values(stars, "x", u.kpc)
-    y = _quantity_values(stars, "y", u.kpc)
-    vx, vy, vz = (_quantity_values(stars, n, u.km / u.s) for n in ("vx", "vy", "vz"))
-    n_total = len(x)
+    # This function insists on units (profiles reads unit-less columns in schema units).
+    for name, unit in (("x", u.kpc), ("y", u.kpc), ("vx", u.km / u.s), ("vy", u.km / u.s),
+                       ("vz", u.km / u.s)):
+        _quantity_values(stars, name, unit)
+    n_total = len(stars)
     if total_mass is None:
         total_mass = total_mass_of(stars)
     if total_mass is not None:
@@ -162,63 +163,17 @@ def radial_profiles(
     else:
         weight, sigma_unit = 1.0, "1 / kpc2"
 
-    R = np.hypot(x, y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        v_R = np.where(R > 0, (x * vx + y * vy) / R, 0.0)
-        v_phi = np.where(R > 0, (x * vy - y * vx) / R, 0.0)
-    n_bins = edges.size - 1
-    index = np.searchsorted(edges, R, side="right") - 1
-    inside = (index >= 0) & (index < n_bins) & np.isfinite(R)
-    # The last edge is inclusive, as in numpy.histogram.
-    inside |= R == edges[-1]
-    index = np.where(R == edges[-1], n_bins - 1, index)
-    idx = index[inside]
-    counts = np.bincount(idx, minlength=n_bins).astype(float)
-
-    def mean(values: np.ndarray) -> np.ndarray:
-        s = np.bincount(idx, weights=values[inside], minlength=n_bins)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(counts > 0, s / counts, np.nan)
-
-    def std(values: np.ndarray, mu: np.ndarray) -> np.ndarray:
-        d = values[inside] - mu[idx]
-        s = np.bincount(idx, weights=d * d, minlength=n_bins)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(counts > 1, np.sqrt(s / (counts - 1)), np.nan)
-
-    area = np.pi * (edges[1:] ** 2 - edges[:-1] ** 2)
-    kms = "km / s"
-    data: dict[str, tuple[Any, ...]] = {
-        "n_stars": ("R", counts.astype(np.int64), {"units": "", "long_name": "stars in the bin"}),
-        "Sigma": ("R", counts * weight / area,
-                  {"units": sigma_unit, "long_name": "surface density",
-                   "label": r"$\Sigma$ [M$_\odot$ kpc$^{-2}$]" if sigma_unit.startswith("Msun")
-                   else r"$\Sigma$ [stars kpc$^{-2}$]"}),
-    }
-    for name, values, long_name in (
-        ("v_phi", v_phi, "mean rotation velocity"),
-        ("v_R", v_R, "mean radial velocity"),
-        ("v_z", vz, "mean vertical velocity"),
-    ):
-        mu = mean(values)
-        data[name] = ("R", mu, {"units": kms, "long_name": long_name})
-        component = name.split("_")[1]
-        data[f"sigma_{component}"] = (
-            "R", std(values, mu), {"units": kms, "long_name": f"velocity dispersion in {component}"}
-        )
-    for name, unit in (("feh", u.dex), ("age", u.Gyr)):
-        if name in stars.colnames:
-            values = _quantity_values(stars, name, unit)
-            long_name = f"mean {schema.column(name).description}"
-            data[name] = ("R", mean(values), {"units": str(unit), "long_name": long_name})
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    ds = xr.Dataset(
-        {k: xr.Variable(*v) for k, v in data.items()},
-        coords={
-            "R": ("R", centres, {"units": "kpc", "long_name": "cylindrical radius (bin centre)"}),
-            "R_lo": ("R", edges[:-1], {"units": "kpc"}),
-            "R_hi": ("R", edges[1:], {"units": "kpc"}),
-        },
+    # The numbers come from analysis.profiles (mass-weighted, equal masses here: the usual
+    # ddof=1 dispersions); this function keeps its older, smaller set of variables.
+    ds = profiles(stars, bins=edges, mass=weight, n_bootstrap=0)
+    keep = ["n_stars", "Sigma", "v_phi", "v_R", "v_z", "sigma_R", "sigma_phi", "sigma_z"]
+    keep += [name for name in ("feh", "age") if name in ds]
+    ds = ds[keep]
+    ds.attrs.clear()
+    ds["Sigma"].attrs.update(
+        {"units": sigma_unit,
+         "label": r"$\Sigma$ [M$_\odot$ kpc$^{-2}$]" if sigma_unit.startswith("Msun")
+         else r"$\Sigma$ [stars kpc$^{-2}$]"}
     )
     ds.attrs.update(
         {
