@@ -127,7 +127,7 @@ def draw_errors(
 
 
 def describe_errors(errors: Mapping[str, Any]) -> dict[str, str]:
-    """One line per noisy column for the catalogue's metadata (constants, or the callable's name)."""
+    """One line per noisy column for the metadata: the constant, or the callable's name."""
     described = {}
     for name, spec in errors.items():
         if callable(spec):

@@ -1,4 +1,4 @@
-"""Selection functions of mock catalogues: sky region, distance, parallax S/N, magnitude, subsampling.
+"""Selection functions of mock catalogues: sky, distance, parallax S/N, magnitude, subsampling.
 
 Sky and distance cuts act on the true positions; the parallax signal-to-noise cut acts on the
 observed parallax over its error (as in a real catalogue); the magnitude cut on the observed
