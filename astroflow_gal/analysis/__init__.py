@@ -15,6 +15,15 @@ _EXPORTS: dict[str, str] = {
     "corner_plot": "plots",
     "profile_plot": "plots",
     "radial_profiles": "plots",
+    # Agama hand-off and potentials
+    "compare_potentials": "agama",
+    "stellar_potential": "agama",
+    "to_agama_density": "agama",
+    "to_agama_df": "agama",
+    "to_agama_particles": "agama",
+    # collisionless Boltzmann equation
+    "cbe_residual": "cbe",
+    "rank_potentials": "cbe",
     # metrics
     "kl_to_truth": "metrics",
     "summarise_kl": "metrics",
