@@ -18,6 +18,7 @@ import numpy as np
 from astropy.table import Row, Table
 
 from .data import schema
+from .data.columns import as_quantity, schema_values
 
 __all__ = [
     "ExtrapolationWarning",
@@ -40,30 +41,23 @@ class ConditionRangeError(ValueError):
 
 
 def as_schema_values(name: str, value: Any) -> np.ndarray:
-    """Convert a Quantity or plain number(s) to float64 in the schema unit of ``name``.
+    """Convert a Quantity, a ``Table`` column or plain number(s) to float64 in the schema unit.
+
+    The conversion is :func:`astroflow_gal.data.columns.schema_values` (the package's one
+    converter): units of Quantities and of plain ``Table`` columns are honoured, plain numbers are
+    in the schema unit of ``name``, abundances accept dex only.
 
     Raises
     ------
     astropy.units.UnitConversionError
-        If a Quantity's unit is not convertible to the schema unit.
+        If a unit is not convertible to the schema unit (or not dex for an abundance).
     ValueError
         If a value is NaN, infinite or not numeric.
     """
-    unit = schema.column(name).unit
-    if isinstance(value, u.Quantity):
-        try:
-            arr = value.to_value(unit)
-        except u.UnitConversionError as err:
-            raise u.UnitConversionError(
-                f"{name} must be in a unit compatible with {unit or 'dimensionless'}, "
-                f"got {value.unit}"
-            ) from err
-    else:
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{name} must be numeric, got {value!r}") from err
-    arr = np.asarray(arr, dtype=np.float64)
+    try:
+        arr = schema_values(value, name)
+    except TypeError as err:
+        raise ValueError(f"{name} must be numeric, got {value!r}") from err
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} holds NaN or infinite values")
     return arr
@@ -97,7 +91,11 @@ def parse_conditions(
     if conditions is not None:
         if isinstance(conditions, (Row, Table)):
             cols = conditions.colnames
-            source = {n: conditions[n] for n in cols if n in names}
+            # columns read with their units (a Row of a plain Table gives unitless numbers)
+            table = conditions.table if isinstance(conditions, Row) else conditions
+            source = {n: as_quantity(table[n]) for n in cols if n in names}
+            if isinstance(conditions, Row):
+                source = {n: v[conditions.index] for n, v in source.items()}
             unknown = [n for n in cols if n not in names and n != "galaxy_id"]
             if unknown:
                 raise ValueError(f"unknown conditions {unknown}; this model uses {list(names)}")
@@ -161,15 +159,7 @@ def stars_to_array(
         missing = [n for n in names if n not in colnames]
         if missing:
             raise ValueError(f"stars lack the columns {missing}; needed: {list(names)}")
-        cols = []
-        for n in names:
-            col = stars[n]
-            if isinstance(stars, Table) and not isinstance(col, u.Quantity):
-                if col.unit is not None:
-                    col = u.Quantity(col)
-                else:
-                    col = np.asarray(col)
-            cols.append(as_schema_values(n, col))
+        cols = [as_schema_values(n, stars[n]) for n in names]
         shapes = {c.shape for c in cols}
         if len(shapes) != 1 or cols[0].ndim != 1:
             raise ValueError(f"star columns must be 1-D of equal length, got shapes {shapes}")
@@ -312,7 +302,7 @@ def star_masses(stars: Any, mass: Any = None) -> u.Quantity:
     if mass is not None:
         values = np.broadcast_to(as_mass_values(mass), (n,)).copy()
     elif "mass" in getattr(stars, "colnames", ()):
-        values = as_mass_values(_column_quantity(stars, "mass", u.Msun))
+        values = as_mass_values(as_quantity(stars["mass"]))
     elif meta.get("mass_per_star") is not None:
         per_star = _meta_quantity("mass_per_star", meta["mass_per_star"]).to_value(u.Msun)
         values = np.full(n, per_star)
@@ -338,12 +328,3 @@ def as_mass_values(mass: Any) -> np.ndarray:
         except u.UnitConversionError as err:
             raise u.UnitConversionError(f"mass must be a mass, got unit {mass.unit}") from err
     return np.asarray(mass, dtype=np.float64)
-
-
-def _column_quantity(table: Any, name: str, default_unit: u.UnitBase) -> u.Quantity | np.ndarray:
-    # A column as a Quantity whether the table is a QTable or a plain Table with a unit attribute.
-    col = table[name]
-    if isinstance(col, u.Quantity):
-        return col
-    unit = getattr(col, "unit", None)
-    return np.asarray(col, dtype=np.float64) * (u.Unit(unit) if unit is not None else default_unit)

@@ -27,6 +27,7 @@ __all__ = [
     "FileFormatError",
     "atomic_path",
     "open_hdf5",
+    "check_format",
     "flatten_tree",
     "unflatten_tree",
     "write_tree",
@@ -170,6 +171,62 @@ def open_hdf5(path: str | os.PathLike) -> h5py.File:
         ) from err
 
 
+def check_format(
+    f: h5py.File,
+    path: str | os.PathLike,
+    format_name: str,
+    max_version: int,
+    what: str | None = None,
+) -> int:
+    """Check the ``format`` and ``format_version`` attributes at the root of an HDF5 file.
+
+    Parameters
+    ----------
+    f : h5py.File
+        The open file.
+    path : str or path-like
+        Its name, for the messages.
+    format_name : str
+        Expected value of the ``format`` attribute.
+    max_version : int
+        Newest format version this code understands (versions start at 1).
+    what : str, optional
+        What the file should be, for the messages (default: ``format_name``).
+
+    Returns
+    -------
+    int
+        The file's format version.
+
+    Raises
+    ------
+    FileFormatError
+        If the format is another one, or the version is newer than ``max_version`` or invalid.
+    """
+    label = f"astroflow_gal {what}" if what else format_name
+    what = what or format_name
+    found = f.attrs.get("format")
+    if isinstance(found, bytes):
+        found = found.decode("utf-8")
+    if found != format_name:
+        raise FileFormatError(
+            f"{path}: not an {label} file (format attribute {found!r}, expected "
+            f"{format_name!r})"
+        )
+    try:
+        version = int(f.attrs.get("format_version", -1))
+    except (TypeError, ValueError):
+        version = -1
+    if version > max_version:
+        raise FileFormatError(
+            f"{path}: {what} format version {version} is newer than this astroflow_gal "
+            f"understands ({max_version}); upgrade the package"
+        )
+    if version < 1:
+        raise FileFormatError(f"{path}: invalid {what} format version {version}")
+    return version
+
+
 def write_tree(
     path: str | os.PathLike,
     tree: Mapping[str, Any],
@@ -235,19 +292,7 @@ def read_tree(
     """
     path = Path(path)
     with open_hdf5(path) as f:
-        found = f.attrs.get("format")
-        if isinstance(found, bytes):
-            found = found.decode()
-        if found != format_name:
-            raise FileFormatError(
-                f"{path}: not an {format_name} file (format attribute is {found!r})"
-            )
-        version = int(f.attrs.get("format_version", -1))
-        if version > max_version:
-            raise FileFormatError(
-                f"{path}: format version {version} is newer than this astroflow_gal "
-                f"understands ({max_version}); upgrade the package"
-            )
+        version = check_format(f, path, format_name, max_version)
         try:
             skeleton = json.loads(f.attrs["tree"])
             arrays = {}

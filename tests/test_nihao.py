@@ -8,13 +8,12 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from astroflow_gal.data import GalaxySuite, NonFiniteRowsWarning
+from astroflow_gal.data import GalaxySuite, NonFiniteRowsWarning, read_nihao
 from astroflow_gal.data.nihao import (
     NihaoCuts,
     load_nihao_galaxy,
     parse_nihao_name,
     radius_cut,
-    read_nihao,
 )
 
 NO_CUTS = dict(r_percentile=None, r_cap=None, n_highest_z=0, feh_min=None, ofe_min=None,

@@ -289,11 +289,7 @@ def test_round_trip_empty_galaxy_and_empty_suite(tmp_path):
 
 
 def test_truth_round_trip(tmp_path, monkeypatch):
-    import types
-
-    fake_module = types.ModuleType("astroflow_gal.data.synthetic")
-    fake_module.SyntheticTruth = FakeTruth
-    monkeypatch.setitem(__import__("sys").modules, "astroflow_gal.data.synthetic", fake_module)
+    monkeypatch.setattr(suite_mod, "SyntheticTruth", FakeTruth)
     s = make_suite(3, 5)
     s.truth = FakeTruth({"components": [1, 2, 3], "seed": 9})
     s.write(tmp_path / "t.h5")
@@ -355,7 +351,7 @@ def test_read_missing_file(tmp_path):
 def test_read_not_hdf5(tmp_path):
     path = tmp_path / "text.h5"
     path.write_text("x,y,z\n1,2,3\n")
-    with pytest.raises(SuiteFileError, match=r"text\.h5.*not an HDF5 file"):
+    with pytest.raises(SuiteFileError, match=r"text\.h5.*not a readable HDF5 file"):
         GalaxySuite.read(path)
 
 

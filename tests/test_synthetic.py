@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from astroflow_gal.data import GalaxySuite
+from astroflow_gal.data import GalaxySuite, make_synthetic_suite
 from astroflow_gal.data.schema import STAR_NAMES, edf_unit
 from astroflow_gal.data.synthetic import (
     T_UNIVERSE,
     SyntheticTruth,
-    make_synthetic_suite,
     star_counts,
 )
 from astroflow_gal.data.synthetic_model import (

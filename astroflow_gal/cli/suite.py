@@ -79,7 +79,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
 
 def run_nihao(args: argparse.Namespace) -> int:
     """Read NIHAO star files with the paper's cleaning and write a suite."""
-    from ..data.nihao import read_nihao
+    from ..data import read_nihao
 
     suite = read_nihao(
         args.folder,

@@ -2,8 +2,9 @@
 
 from . import schema
 from .conditions import compute_conditions
-from .nihao import NihaoCuts, read_nihao
-from .suite import Galaxy, GalaxySuite, NonFiniteRowsWarning, SuiteFileError
+from .galaxy import Galaxy, NonFiniteRowsWarning
+from .nihao import NihaoCuts
+from .suite import GalaxySuite, SuiteFileError, make_synthetic_suite, read_nihao
 
 __all__ = [
     "schema",
@@ -12,6 +13,7 @@ __all__ = [
     "GalaxySuite",
     "NihaoCuts",
     "NonFiniteRowsWarning",
+    "make_synthetic_suite",
     "read_nihao",
     "SuiteFileError",
 ]

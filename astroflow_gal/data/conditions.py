@@ -13,7 +13,8 @@ from typing import Any
 import astropy.units as u
 import numpy as np
 
-from .schema import CONDITION_NAMES, condition_column, star_column
+from .columns import as_quantity, schema_values
+from .schema import CONDITION_NAMES, condition_column
 
 __all__ = ["compute_conditions"]
 
@@ -23,18 +24,7 @@ def _column_values(stars: Any, name: str) -> np.ndarray:
         values = stars[name]
     except (KeyError, ValueError):
         raise KeyError(f"stars lack the column {name!r} needed for the conditions") from None
-    unit = star_column(name).unit
-    if isinstance(values, u.Quantity):
-        try:
-            arr = values.to_value(unit)
-        except u.UnitConversionError:
-            raise u.UnitConversionError(
-                f"star column {name!r} has unit {values.unit.to_string()!r}, not convertible to "
-                f"{unit.to_string() or 'dimensionless'!r}"
-            ) from None
-    else:
-        arr = np.asarray(values)
-    arr = np.asarray(arr, dtype=np.float64)
+    arr = schema_values(values, name, "star column")
     if arr.ndim != 1:
         raise ValueError(f"star column {name!r} must be 1-D, got shape {arr.shape}")
     if arr.size == 0:
@@ -46,7 +36,9 @@ def _column_values(stars: Any, name: str) -> np.ndarray:
 
 
 def _as_mass(value: Any, what: str) -> u.Quantity:
-    q = value if isinstance(value, u.Quantity) else np.asarray(value, dtype=np.float64) * u.Msun
+    q = as_quantity(value)
+    if not isinstance(q, u.Quantity):
+        q = np.asarray(q, dtype=np.float64) * u.Msun
     try:
         return q.to(u.Msun)
     except u.UnitConversionError:
@@ -64,9 +56,10 @@ def compute_conditions(
 
     Parameters
     ----------
-    stars : astropy.table.QTable or mapping of columns
-        Needs the columns ``age`` [Gyr-compatible] and ``Z`` [dimensionless]; plain numbers are
-        taken to be in the schema's units.
+    stars : astropy Table, QTable or mapping of columns
+        Needs the columns ``age`` [Gyr-compatible] and ``Z`` [dimensionless]; columns with a unit
+        (Quantities, or ``Table`` columns with a ``unit``) are converted, plain numbers are taken
+        to be in the schema's units.
     masses : Quantity, optional
         Per-star particle masses [Msun-compatible], one per star; ``M_stars`` is their sum.
     total_mass : Quantity, optional

@@ -33,8 +33,8 @@ import numpy as np
 from astropy.table import QTable
 
 from .conditions import compute_conditions
-from .schema import STAR_NAMES, star_column
-from .suite import Galaxy, GalaxySuite, NonFiniteRowsWarning
+from .galaxy import Galaxy, NonFiniteRowsWarning
+from .schema import SOLAR_Z, STAR_NAMES, star_column
 
 __all__ = [
     "NihaoCuts",
@@ -44,15 +44,13 @@ __all__ = [
     "spin_rotation",
     "major_axis_rotation",
     "load_nihao_galaxy",
-    "read_nihao",
+    "nihao_galaxies",
 ]
 
 NIHAO_ROWS: tuple[str, ...] = (
     "x", "y", "z", "vx", "vy", "vz", "Z", "feh", "ofe", "mass", "age",
 )
 """Meaning of the 11 rows of a NIHAO star file (``mass`` in Msun, the others schema columns)."""
-
-_SOLAR_Z = 0.0134
 
 
 @dataclass(frozen=True)
@@ -251,7 +249,7 @@ def _load_array(path: Path) -> np.ndarray:
 def load_nihao_galaxy(path: str | os.PathLike, cuts: NihaoCuts | None = None) -> Galaxy:
     """Read one NIHAO star file, clean it, align it and compute its conditions.
 
-    The ``min_stars`` cut is not applied here (see :func:`read_nihao`).
+    The ``min_stars`` cut is not applied here (see :func:`nihao_galaxies`).
 
     Parameters
     ----------
@@ -351,10 +349,13 @@ def load_nihao_galaxy(path: str | os.PathLike, cuts: NihaoCuts | None = None) ->
     return Galaxy(gid, stars, conditions, meta=meta, masses=masses)
 
 
-def read_nihao(
+def nihao_galaxies(
     folder: str | os.PathLike, pattern: str = "*.npy", **cuts: Any
-) -> GalaxySuite:
-    """Read a folder of NIHAO star files into a suite, with the paper's cleaning.
+) -> tuple[list[Galaxy], dict[str, Any]]:
+    """Read a folder of NIHAO star files into galaxies, with the paper's cleaning.
+
+    :func:`astroflow_gal.data.read_nihao` (and ``GalaxySuite.from_nihao``) put them into a
+    :class:`~astroflow_gal.data.suite.GalaxySuite`.
 
     Parameters
     ----------
@@ -369,9 +370,11 @@ def read_nihao(
 
     Returns
     -------
-    GalaxySuite
+    galaxies : list of Galaxy
         Galaxies in file-name order; those with fewer than ``min_stars`` stars after cleaning
         are left out and listed in ``meta["nihao"]["left_out"]``.
+    meta : dict
+        Suite metadata: source, provenance, the cuts and the galaxies left out.
     """
     cut = NihaoCuts.from_kwargs(**cuts)
     folder = Path(folder)
@@ -400,7 +403,7 @@ def read_nihao(
             "n_files": len(files),
             "cuts": dataclasses.asdict(cut),
             "left_out": left_out,
-            "solar_Z": _SOLAR_Z,
+            "solar_Z": SOLAR_Z,
         },
     }
-    return GalaxySuite(galaxies, meta=meta)
+    return galaxies, meta

@@ -1,10 +1,17 @@
-"""Galaxies and galaxy suites: star tables in schema units plus one condition row per galaxy.
+"""Galaxy suites: ordered sets of galaxies with metadata, an optional exact truth and held-out ids.
 
-A :class:`Galaxy` holds one galaxy's stars (an astropy ``QTable`` with the schema's star columns,
-float64, schema units) and its conditions (scalar Quantities). A :class:`GalaxySuite` is an
-ordered set of galaxies with suite metadata, optionally an exact ``truth`` density (synthetic
-suites) and a set of held-out galaxy ids. Suites are stored in HDF5 by :meth:`GalaxySuite.write`
-and read back by :meth:`GalaxySuite.read`; ``docs/data.md`` describes the file layout.
+A :class:`~astroflow_gal.data.galaxy.Galaxy` holds one galaxy's stars (an astropy ``QTable`` with
+the schema's star columns, float64, schema units) and its conditions (scalar Quantities). A
+:class:`GalaxySuite` is an ordered set of galaxies with suite metadata, optionally an exact
+``truth`` density (synthetic suites) and a set of held-out galaxy ids. Suites are stored in HDF5 by
+:meth:`GalaxySuite.write` and read back by :meth:`GalaxySuite.read`; ``docs/data.md`` describes the
+file layout.
+
+The sources of galaxies sit below this module and know nothing of suites:
+:func:`~astroflow_gal.data.synthetic.synthetic_galaxies` and
+:func:`~astroflow_gal.data.nihao.nihao_galaxies` return galaxies, which
+:func:`make_synthetic_suite` and :func:`read_nihao` (and ``GalaxySuite.synthetic`` /
+``GalaxySuite.from_nihao``) put into a suite.
 """
 
 from __future__ import annotations
@@ -12,11 +19,9 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import json
-import math
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +30,12 @@ import h5py
 import numpy as np
 from astropy.table import QTable
 
-from ..io import FileFormatError, atomic_path
-from .schema import CONDITION_NAMES, STAR_NAMES, column, condition_column, star_column
+from .._version import __version__
+from ..io import FileFormatError, atomic_path, check_format, open_hdf5
+from .galaxy import Galaxy, NonFiniteRowsWarning, nonfinite_rows
+from .nihao import nihao_galaxies
+from .schema import CONDITION_NAMES, STAR_NAMES, condition_column, star_column
+from .synthetic import SyntheticTruth, synthetic_galaxies
 
 __all__ = [
     "Galaxy",
@@ -35,6 +44,8 @@ __all__ = [
     "NonFiniteRowsWarning",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "make_synthetic_suite",
+    "read_nihao",
 ]
 
 FORMAT_NAME = "astroflow_gal.GalaxySuite"
@@ -48,132 +59,6 @@ _CHUNK_ROWS = 65_536
 
 class SuiteFileError(FileFormatError):
     """A galaxy-suite file cannot be read: not HDF5, truncated, foreign, or inconsistent."""
-
-
-class NonFiniteRowsWarning(UserWarning):
-    """Star rows holding NaN or inf were dropped."""
-
-
-# --------------------------------------------------------------------------------------------
-# validation helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _to_schema_array(values: Any, name: str, what: str) -> np.ndarray:
-    """Convert a column (Quantity or plain numbers in schema units) to float64 schema units."""
-    unit = column(name).unit
-    if isinstance(values, u.Quantity):
-        try:
-            arr = values.to_value(unit)
-        except u.UnitConversionError:
-            raise u.UnitConversionError(
-                f"{what}: column {name!r} has unit {values.unit.to_string()!r}, "
-                f"which cannot be converted to {unit.to_string() or 'dimensionless'!r}"
-            ) from None
-    else:
-        col_unit = getattr(values, "unit", None)
-        if col_unit is not None and u.Unit(col_unit) != unit:
-            try:
-                arr = (np.asarray(values) * u.Unit(col_unit)).to_value(unit)
-            except u.UnitConversionError:
-                raise u.UnitConversionError(
-                    f"{what}: column {name!r} has unit {u.Unit(col_unit).to_string()!r}, "
-                    f"which cannot be converted to {unit.to_string() or 'dimensionless'!r}"
-                ) from None
-        else:
-            arr = np.asarray(values)
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"{what}: column {name!r} is not numeric (dtype {arr.dtype})")
-    return np.ascontiguousarray(arr, dtype=np.float64)
-
-
-def _nonfinite_rows(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """Boolean mask of rows where any of the arrays is NaN or inf."""
-    if not arrays:
-        return np.zeros(0, dtype=bool)
-    bad = np.zeros(arrays[0].shape[0], dtype=bool)
-    for arr in arrays:
-        bad |= ~np.isfinite(arr)
-    return bad
-
-
-def _star_table(stars: Any, what: str) -> QTable:
-    """A QTable with exactly the schema star columns, float64, in schema units."""
-    if not hasattr(stars, "keys") and not hasattr(stars, "colnames"):
-        raise TypeError(f"{what}: stars must be an astropy QTable or a mapping of columns")
-    names = list(stars.colnames) if hasattr(stars, "colnames") else list(stars.keys())
-    missing = [n for n in STAR_NAMES if n not in names]
-    if missing:
-        raise KeyError(f"{what}: stars lack the schema column(s) {missing}")
-    extra = [n for n in names if n not in STAR_NAMES]
-    if extra:
-        raise KeyError(
-            f"{what}: stars hold column(s) {extra} that are not schema star columns "
-            f"{STAR_NAMES} (per-star masses go to Galaxy.masses)"
-        )
-    arrays = {n: _to_schema_array(stars[n], n, what) for n in STAR_NAMES}
-    lengths = {a.shape for a in arrays.values()}
-    if len(lengths) != 1 or len(next(iter(lengths))) != 1:
-        raise ValueError(f"{what}: star columns must be 1-D and of equal length, got {lengths}")
-    bad = _nonfinite_rows(list(arrays.values()))
-    if bad.any():
-        raise ValueError(
-            f"{what}: {int(bad.sum())} star row(s) hold NaN or inf; drop them first "
-            "(see astroflow_gal.data.suite.drop_nonfinite)"
-        )
-    return QTable({n: arrays[n] * star_column(n).unit for n in STAR_NAMES})
-
-
-def _condition_dict(conditions: Mapping[str, Any], what: str) -> dict[str, u.Quantity]:
-    """Scalar Quantities in schema units, in schema order, for known condition names."""
-    if not isinstance(conditions, Mapping):
-        raise TypeError(f"{what}: conditions must be a mapping name -> Quantity")
-    unknown = [k for k in conditions if k not in CONDITION_NAMES]
-    if unknown:
-        raise KeyError(f"{what}: unknown condition(s) {unknown}; known: {CONDITION_NAMES}")
-    if not conditions:
-        raise ValueError(f"{what}: no conditions given")
-    out: dict[str, u.Quantity] = {}
-    for name in CONDITION_NAMES:
-        if name not in conditions:
-            continue
-        arr = _to_schema_array(conditions[name], name, what)
-        if arr.size != 1:
-            raise ValueError(f"{what}: condition {name!r} must be a scalar, got shape {arr.shape}")
-        value = float(arr.reshape(()))
-        if not math.isfinite(value):
-            raise ValueError(f"{what}: condition {name!r} is {value}")
-        out[name] = value * condition_column(name).unit
-    return out
-
-
-def drop_nonfinite(stars: QTable, masses: u.Quantity | None = None):
-    """Drop star rows that hold NaN or inf in any schema star column (or in ``masses``).
-
-    Parameters
-    ----------
-    stars : astropy.table.QTable
-        Star table with the schema star columns (any compatible units).
-    masses : astropy.units.Quantity, optional
-        Per-star masses [Msun-compatible], same length as ``stars``.
-
-    Returns
-    -------
-    stars : QTable
-        The finite rows.
-    masses : Quantity or None
-        The masses of the finite rows.
-    n_dropped : int
-        Number of rows dropped.
-    """
-    arrays = [np.asarray(u.Quantity(stars[n]).value, dtype=np.float64) for n in STAR_NAMES]
-    if masses is not None:
-        arrays.append(np.asarray(u.Quantity(masses).value, dtype=np.float64).reshape(-1))
-    bad = _nonfinite_rows(arrays)
-    if not bad.any():
-        return stars, masses, 0
-    keep = ~bad
-    return stars[keep], (None if masses is None else masses[keep]), int(bad.sum())
 
 
 def _json_default(obj: Any) -> Any:
@@ -193,92 +78,8 @@ def _to_json(obj: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Galaxy
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Galaxy:
-    """One galaxy: its stars in schema units and its conditions.
-
-    Parameters
-    ----------
-    id : str
-        Galaxy identifier (a string, unique within a suite).
-    stars : astropy.table.QTable
-        The schema star columns ``x, y, z`` [kpc], ``vx, vy, vz`` [km/s], ``Z`` [1], ``feh``,
-        ``ofe`` [dex], ``age`` [Gyr]; any compatible units are converted, plain numbers are
-        taken to be in schema units. Stored as float64. Rows with NaN or inf are refused.
-    conditions : dict of str to Quantity
-        Scalar conditions ``M_stars`` [Msun], ``tau50``, ``tau10`` [Gyr], ``Z_av`` [1] (a subset
-        of the schema's conditions is allowed; all galaxies of a suite share the same set).
-    meta : dict, optional
-        Free-form JSON-serialisable information (e.g. file name, dark-matter mass, cuts applied).
-    masses : Quantity, optional
-        Per-star particle masses [Msun], same length as ``stars``; not part of the eDF.
-    """
-
-    id: str
-    stars: QTable
-    conditions: dict[str, u.Quantity]
-    meta: dict = field(default_factory=dict)
-    masses: u.Quantity | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.id, str) or not self.id:
-            raise TypeError(f"galaxy id must be a non-empty string, got {self.id!r}")
-        what = f"galaxy {self.id!r}"
-        self.stars = _star_table(self.stars, what)
-        self.conditions = _condition_dict(self.conditions, what)
-        self.meta = dict(self.meta or {})
-        if self.masses is not None:
-            m = u.Quantity(self.masses)
-            if m.unit == u.dimensionless_unscaled and not isinstance(self.masses, u.Quantity):
-                m = m.value * u.Msun
-            try:
-                m = m.to(u.Msun)
-            except u.UnitConversionError:
-                raise u.UnitConversionError(
-                    f"{what}: masses have unit {m.unit.to_string()!r}, not a mass"
-                ) from None
-            m = np.ascontiguousarray(m.value, dtype=np.float64).reshape(-1) * u.Msun
-            if m.shape != (len(self.stars),):
-                raise ValueError(
-                    f"{what}: {m.size} masses for {len(self.stars)} stars"
-                )
-            if not np.all(np.isfinite(m.value)):
-                raise ValueError(f"{what}: masses hold NaN or inf")
-            self.masses = m
-
-    @property
-    def n_stars(self) -> int:
-        """Number of stars."""
-        return len(self.stars)
-
-    def condition_values(self, names: Sequence[str] = CONDITION_NAMES) -> np.ndarray:
-        """The conditions as float64 in schema units, in the order of ``names``."""
-        missing = [n for n in names if n not in self.conditions]
-        if missing:
-            raise KeyError(f"galaxy {self.id!r} has no condition(s) {missing}")
-        return np.array(
-            [self.conditions[n].to_value(condition_column(n).unit) for n in names],
-            dtype=np.float64,
-        )
-
-    def __repr__(self) -> str:
-        conds = ", ".join(f"{k}={v:.4g}" for k, v in self.conditions.items())
-        return f"Galaxy(id={self.id!r}, n_stars={self.n_stars}, {conds})"
-
-
-# --------------------------------------------------------------------------------------------
 # GalaxySuite
 # --------------------------------------------------------------------------------------------
-
-
-def _package_version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 class GalaxySuite:
@@ -327,7 +128,7 @@ class GalaxySuite:
         self.meta.setdefault(
             "created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         )
-        self.meta.setdefault("package_version", _package_version())
+        self.meta.setdefault("package_version", __version__)
         self.truth = truth
         holdout = [str(h) for h in holdout_ids]
         unknown = [h for h in holdout if h not in self._index]
@@ -565,21 +366,34 @@ class GalaxySuite:
         seed : int
             Random seed.
         **kwargs
-            Passed on to :func:`astroflow_gal.data.synthetic.make_synthetic_suite`.
-        """
-        from .synthetic import make_synthetic_suite
+            Passed on to :func:`astroflow_gal.data.synthetic.synthetic_galaxies`.
 
-        return make_synthetic_suite(n_galaxies=n_galaxies, seed=seed, **kwargs)
+        Returns
+        -------
+        GalaxySuite
+            With ``truth`` a :class:`~astroflow_gal.data.synthetic.SyntheticTruth`.
+        """
+        galaxies, meta, truth = synthetic_galaxies(n_galaxies=n_galaxies, seed=seed, **kwargs)
+        return cls(galaxies, meta=meta, truth=truth)
 
     @classmethod
     def from_nihao(cls, folder: str | os.PathLike, **cuts: Any) -> GalaxySuite:
         """Read the published NIHAO star files with the paper's cleaning cuts.
 
-        See :func:`astroflow_gal.data.nihao.read_nihao` for the file layout and the cuts.
-        """
-        from .nihao import read_nihao
+        Parameters
+        ----------
+        folder : str or path-like
+            Folder of ``<prefix>_<id>_<Mdm>.npy`` files.
+        **cuts
+            ``pattern`` and the fields of :class:`~astroflow_gal.data.nihao.NihaoCuts`; see
+            :func:`astroflow_gal.data.nihao.nihao_galaxies` for the file layout and the cuts.
 
-        return read_nihao(folder, **cuts)
+        Returns
+        -------
+        GalaxySuite
+        """
+        galaxies, meta = nihao_galaxies(folder, **cuts)
+        return cls(galaxies, meta=meta)
 
     # --- files --------------------------------------------------------------------------------
 
@@ -634,25 +448,14 @@ class GalaxySuite:
             cannot be converted to the schema's, or inconsistent contents.
         """
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no galaxy-suite file {path}")
         try:
-            is_hdf5 = h5py.is_hdf5(path)
-        except OSError as err:
-            raise SuiteFileError(f"{path}: cannot be opened ({err})") from None
-        if not is_hdf5:
-            raise SuiteFileError(f"{path}: not an HDF5 file")
-        try:
-            f = h5py.File(path, "r")
-        except OSError as err:
-            raise SuiteFileError(
-                f"{path}: cannot be opened as HDF5 (truncated or damaged file?): {err}"
-            ) from None
-        try:
-            with f:
+            with open_hdf5(path) as f:
+                check_format(f, path, FORMAT_NAME, FORMAT_VERSION, what="galaxy-suite")
                 return _read_suite(f, path, load_truth)
-        except SuiteFileError:
+        except (SuiteFileError, FileNotFoundError):
             raise
+        except FileFormatError as err:
+            raise SuiteFileError(str(err)) from None
         except (OSError, KeyError, RuntimeError) as err:
             raise SuiteFileError(
                 f"{path}: cannot be read (truncated or damaged file?): {err}"
@@ -771,22 +574,6 @@ def _read_column(
 
 
 def _read_suite(f: h5py.File, path: Path, load_truth: bool) -> GalaxySuite:
-    fmt = f.attrs.get("format")
-    if isinstance(fmt, bytes):
-        fmt = fmt.decode("utf-8")
-    if fmt != FORMAT_NAME:
-        raise SuiteFileError(
-            f"{path}: not an astroflow_gal galaxy-suite file (format attribute {fmt!r}, "
-            f"expected {FORMAT_NAME!r})"
-        )
-    version = int(f.attrs.get("format_version", -1))
-    if version > FORMAT_VERSION:
-        raise SuiteFileError(
-            f"{path}: suite format version {version} is newer than this package reads "
-            f"({FORMAT_VERSION}); upgrade astroflow_gal"
-        )
-    if version < 1:
-        raise SuiteFileError(f"{path}: invalid suite format version {version}")
     meta = _attr_json(f, "meta", path, "the file")
     ids = _attr_json(f, "galaxy_ids", path, "the file")
     holdout_ids = _attr_json(f, "holdout_ids", path, "the file")
@@ -837,7 +624,7 @@ def _read_suite(f: h5py.File, path: Path, load_truth: bool) -> GalaxySuite:
             lengths.add(masses.shape[0])
         if len(lengths) != 1:
             raise SuiteFileError(f"{path}: {where} has columns of unequal length {lengths}")
-        bad = _nonfinite_rows(list(arrays.values()) + ([masses] if masses is not None else []))
+        bad = nonfinite_rows(list(arrays.values()) + ([masses] if masses is not None else []))
         if bad.any():
             keep = ~bad
             arrays = {n: a[keep] for n, a in arrays.items()}
@@ -874,25 +661,55 @@ def _read_suite(f: h5py.File, path: Path, load_truth: bool) -> GalaxySuite:
         raise SuiteFileError(f"{path}: inconsistent suite: {err}") from None
 
 
-def _rebuild_truth(f: h5py.File, path: Path) -> Any:
+def _rebuild_truth(f: h5py.File, path: Path) -> SyntheticTruth:
     text = _attr_str(f, "truth", path, "the file")
-    kind = f.attrs.get("truth_type", "?")
-    if isinstance(kind, bytes):
-        kind = kind.decode("utf-8")
     try:
-        from .synthetic import SyntheticTruth
-    except ImportError as err:
-        raise SuiteFileError(
-            f"{path}: the file stores an exact truth ({kind}) but astroflow_gal.data.synthetic."
-            f"SyntheticTruth is not available ({err}); read with load_truth=False"
-        ) from None
-    from_json = getattr(SyntheticTruth, "from_json", None)
-    if from_json is None:
-        raise SuiteFileError(
-            f"{path}: SyntheticTruth cannot be rebuilt from JSON (no from_json); "
-            "read with load_truth=False"
-        )
-    try:
-        return from_json(text)
+        return SyntheticTruth.from_json(text)
     except (ValueError, KeyError, TypeError) as err:
         raise SuiteFileError(f"{path}: the stored truth cannot be rebuilt: {err}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# suites from the sources of galaxies
+# --------------------------------------------------------------------------------------------
+
+
+def make_synthetic_suite(n_galaxies: int = 95, seed: int = 0, **kwargs: Any) -> GalaxySuite:
+    """A synthetic NIHAO-like suite with an exact eDF (same as :meth:`GalaxySuite.synthetic`).
+
+    Parameters
+    ----------
+    n_galaxies : int
+        Number of galaxies.
+    seed : int
+        Seed of everything (the suite is identical for the same arguments).
+    **kwargs
+        ``max_total_stars``, ``min_stars``, ``max_stars_per_galaxy``, ``log_mass_range`` [log10
+        Msun], ``spheroid_truncation``, ``id_prefix``: see
+        :func:`astroflow_gal.data.synthetic.synthetic_galaxies`.
+
+    Returns
+    -------
+    GalaxySuite
+        With ``truth`` a :class:`~astroflow_gal.data.synthetic.SyntheticTruth`.
+    """
+    return GalaxySuite.synthetic(n_galaxies=n_galaxies, seed=seed, **kwargs)
+
+
+def read_nihao(folder: str | os.PathLike, **cuts: Any) -> GalaxySuite:
+    """Read a folder of NIHAO star files into a suite (same as :meth:`GalaxySuite.from_nihao`).
+
+    Parameters
+    ----------
+    folder : str or path-like
+        Folder of ``<prefix>_<id>_<Mdm>.npy`` files.
+    **cuts
+        ``pattern`` and the fields of :class:`~astroflow_gal.data.nihao.NihaoCuts` (``r_cap`` in
+        kpc, ``feh_min``/``ofe_min`` in dex, ...).
+
+    Returns
+    -------
+    GalaxySuite
+        Galaxies in file-name order; those left out are listed in ``meta["nihao"]["left_out"]``.
+    """
+    return GalaxySuite.from_nihao(folder, **cuts)

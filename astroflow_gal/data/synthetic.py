@@ -1,10 +1,11 @@
 """A synthetic suite of NIHAO-like galaxies whose extended distribution function is known exactly.
 
-:func:`make_synthetic_suite` draws galaxies across 10^6.5 - 10^11 Msun from the scaling relations
+:func:`synthetic_galaxies` draws galaxies across 10^6.5 - 10^11 Msun from the scaling relations
 of :mod:`astroflow_gal.data.synthetic_relations`, draws their stars from the closed-form eDF of
 :mod:`astroflow_gal.data.synthetic_model`, computes the conditions from the drawn stars with
-:func:`astroflow_gal.data.conditions.compute_conditions`, and returns a
-:class:`~astroflow_gal.data.suite.GalaxySuite` whose ``truth`` is a :class:`SyntheticTruth`:
+:func:`astroflow_gal.data.conditions.compute_conditions`, and returns them with their exact
+truth, a :class:`SyntheticTruth`; :func:`astroflow_gal.data.make_synthetic_suite` (or
+``GalaxySuite.synthetic``) puts them into a suite:
 
 >>> suite = GalaxySuite.synthetic(n_galaxies=95, seed=0)          # doctest: +SKIP
 >>> logf = suite.truth.log_prob(suite["syn000"].stars, "syn000")  # ln f, 1/(kpc3 (km/s)3 dex2 Gyr)
@@ -25,7 +26,9 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
+from .columns import table_columns
 from .conditions import compute_conditions
+from .galaxy import Galaxy
 from .schema import PHASE_SPACE_NAMES, POSITION_NAMES, STAR_NAMES, edf_unit, star_column
 from .synthetic_model import (
     COMPONENT_NAMES,
@@ -40,7 +43,7 @@ __all__ = [
     "SyntheticTruth",
     "SyntheticGalaxy",
     "Component",
-    "make_synthetic_suite",
+    "synthetic_galaxies",
     "star_counts",
     "T_UNIVERSE",
     "Z_SUN",
@@ -58,31 +61,10 @@ _MARGINALS = {
 
 
 def _values_from_table(stars: Any, names: Sequence[str] = STAR_NAMES) -> np.ndarray:
-    """(N, len(names)) float64 array in schema units from a QTable or mapping of columns."""
+    """(N, len(names)) float64 array in schema units from a Table, QTable or mapping of columns."""
     if not hasattr(stars, "colnames") and not isinstance(stars, Mapping):
-        raise TypeError("stars must be an astropy QTable or a mapping of columns")
-    cols = []
-    for name in names:
-        try:
-            col = stars[name]
-        except KeyError:
-            raise KeyError(f"stars lack the column {name!r}") from None
-        unit = star_column(name).unit
-        if isinstance(col, u.Quantity):
-            try:
-                arr = col.to_value(unit)
-            except u.UnitConversionError:
-                raise u.UnitConversionError(
-                    f"column {name!r} has unit {col.unit.to_string()!r}, which cannot be "
-                    f"converted to {unit.to_string() or 'dimensionless'!r}"
-                ) from None
-        else:
-            arr = np.asarray(col)
-        cols.append(np.asarray(arr, dtype=np.float64).reshape(-1))
-    lengths = {c.shape[0] for c in cols}
-    if len(lengths) != 1:
-        raise ValueError(f"star columns have unequal lengths {sorted(lengths)}")
-    return np.stack(cols, axis=-1) if cols else np.zeros((0, 0))
+        raise TypeError("stars must be an astropy Table, QTable or a mapping of columns")
+    return table_columns(stars, tuple(names))
 
 
 def _check_values(values: Any, ncol: int) -> np.ndarray:
@@ -368,7 +350,7 @@ def star_counts(
     return counts_for(hi), 10.0**hi
 
 
-def make_synthetic_suite(
+def synthetic_galaxies(
     n_galaxies: int = 95,
     seed: int = 0,
     max_total_stars: int = 2_000_000,
@@ -377,8 +359,11 @@ def make_synthetic_suite(
     log_mass_range: tuple[float, float] = (6.5, 11.0),
     spheroid_truncation: float | None = 30.0,
     id_prefix: str = "syn",
-):
-    """Draw a synthetic NIHAO-like galaxy suite with an exact eDF.
+) -> tuple[list[Galaxy], dict[str, Any], SyntheticTruth]:
+    """Draw the galaxies of a synthetic NIHAO-like suite with an exact eDF.
+
+    :func:`astroflow_gal.data.make_synthetic_suite` (and ``GalaxySuite.synthetic``) put them into
+    a :class:`~astroflow_gal.data.suite.GalaxySuite`.
 
     Stellar masses are stratified log-uniform over ``log_mass_range`` (one galaxy per equal bin
     of log mass, at a random place within it), sorted by mass. Each galaxy's parameters follow
@@ -408,13 +393,14 @@ def make_synthetic_suite(
 
     Returns
     -------
-    GalaxySuite
-        With ``truth`` a :class:`SyntheticTruth` and meta ``source="synthetic"``, the seed and the
-        generation parameters. Each galaxy carries its equal particle masses (``M_stars`` is
-        their sum) and its component weights in ``meta``.
+    galaxies : list of Galaxy
+        Each galaxy carries its equal particle masses (``M_stars`` is their sum) and its
+        component weights in ``meta``.
+    meta : dict
+        Suite metadata: ``source="synthetic"``, the seed and the generation parameters.
+    truth : SyntheticTruth
+        The exact eDF of every galaxy.
     """
-    from .suite import Galaxy, GalaxySuite
-
     if isinstance(n_galaxies, bool) or int(n_galaxies) != n_galaxies or n_galaxies < 1:
         raise ValueError(f"n_galaxies must be a positive integer, got {n_galaxies!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -452,7 +438,7 @@ def make_synthetic_suite(
     meta = {
         "source": "synthetic",
         "seed": int(seed),
-        "generator": "astroflow_gal.data.synthetic.make_synthetic_suite",
+        "generator": "astroflow_gal.data.make_synthetic_suite",
         "parameters": {
             "n_galaxies": n_galaxies,
             "max_total_stars": int(max_total_stars),
@@ -465,4 +451,4 @@ def make_synthetic_suite(
         "particle_mass_msun": particle_mass,
         "n_stars": int(counts.sum()),
     }
-    return GalaxySuite(galaxies, meta=meta, truth=SyntheticTruth(params))
+    return galaxies, meta, SyntheticTruth(params)

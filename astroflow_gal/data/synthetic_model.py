@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .schema import SOLAR_Z
+
 __all__ = [
     "T_UNIVERSE",
     "Z_SUN",
@@ -35,8 +37,8 @@ __all__ = [
 
 T_UNIVERSE = 13.8
 """Age of the universe [Gyr]: the upper bound of stellar ages."""
-Z_SUN = 0.0134
-"""Solar metal mass fraction (Asplund et al. 2009)."""
+Z_SUN = SOLAR_Z
+"""Solar metal mass fraction, :data:`astroflow_gal.data.schema.SOLAR_Z` (Asplund et al. 2009)."""
 ALPHA_WEIGHT = 0.638
 """Weight of the alpha elements in the total-metallicity relation of Salaris et al. (1993)."""
 COMPONENT_NAMES = ("thin", "thick", "spheroid")
