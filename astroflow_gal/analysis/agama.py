@@ -778,8 +778,9 @@ def compare_potentials(
     Returns
     -------
     xarray.Dataset
-        On dimensions ``potential`` and ``R``: ``v_circ = sqrt(-R dPhi/dR)`` [km/s] from the force
-        on the x axis (NaN where the force pushes outwards), ``F_R = -dPhi/dR`` [(km/s)2/kpc],
+        On dimensions ``potential`` and ``R``: ``v_circ = sqrt(R dPhi/dR)`` [km/s] from the force
+        on the x axis (NaN where the force pushes outwards), ``F_R = -dPhi/dR`` [(km/s)2/kpc]
+        (negative: inwards),
         ``v_circ_ratio = v_circ / v_circ(reference)`` and
         ``force_difference = (F_R - F_R(reference)) / |F_R(reference)|``. Units in each variable's
         ``attrs["units"]``.
@@ -801,8 +802,8 @@ def compare_potentials(
     xyz = np.zeros((radii.size, 3))
     xyz[:, 0] = radii
     f_r = np.stack([accelerations(potentials[k], xyz)[:, 0] for k in potentials])
-    with np.errstate(invalid="ignore"):
-        v_c = np.where(f_r >= 0, np.sqrt(np.maximum(radii * f_r, 0.0)), np.nan)
+    # F_R = -dPhi/dR is negative (inwards) where gravity binds: v_circ^2 = R dPhi/dR = -R F_R.
+    v_c = np.where(f_r <= 0, np.sqrt(np.maximum(-radii * f_r, 0.0)), np.nan)
     ref = names.index(reference)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = v_c / v_c[ref]
