@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from . import fused as _fused
+
 __all__ = [
     "rational_quadratic_spline",
     "spline_backward_by_hand",
@@ -121,12 +123,12 @@ def spline_from_theta(
     log_abs_det : torch.Tensor
         ``log |d outputs / d inputs|`` per element, shape ``(...)``; 0 outside ``[-B, B]``.
     """
-    if (
-        not inverse
-        and getattr(_BACKWARD_BY_HAND, "enabled", False)
-        and torch.is_grad_enabled()
-        and (inputs.requires_grad or theta.requires_grad)
-    ):
+    recording = torch.is_grad_enabled() and (inputs.requires_grad or theta.requires_grad)
+    by_hand = getattr(_BACKWARD_BY_HAND, "enabled", False)
+    if (not recording or by_hand) and _fused.supports(inputs, theta) and _fused.fused_wanted():
+        # One compiled pass (and, under autograd, one node with a first-order backward).
+        return _fused.fused_spline(inputs, theta, bins, bound, inverse=inverse)
+    if not inverse and by_hand and recording:
         # Training direction under autograd: one node with a hand-written backward instead
         # of the ~100 nodes autograd would record for the operations below.
         return _ForwardSpline.apply(inputs, theta, bins, float(bound))
@@ -145,10 +147,15 @@ def _spline_core(
     # The softmax without its shift by the maximum (a slow reduction over K entries) has the
     # same value while no exp overflows and the largest one is far from underflow; checked on
     # the sums, else the shifted softmax is used.
-    cum = torch.cumsum(torch.exp(raw), dim=-1)
-    total = cum[..., -1:]
-    low, high = torch.aminmax(total.detach()) if total.numel() else (total.new_ones(()),) * 2
-    if not (float(low) > _EXP_SMALLEST_SUM and float(high) < _EXP_LARGEST_SUM):
+    # The check reads two numbers on the host: on the CPU that is free, on an accelerator it
+    # would wait for the device at every call, so there the shifted softmax is always used.
+    shortcut = theta.device.type == "cpu"
+    if shortcut:
+        cum = torch.cumsum(torch.exp(raw), dim=-1)
+        total = cum[..., -1:]
+        low, high = torch.aminmax(total.detach()) if total.numel() else (total.new_ones(()),) * 2
+        shortcut = float(low) > _EXP_SMALLEST_SUM and float(high) < _EXP_LARGEST_SUM
+    if not shortcut:
         cum = torch.cumsum(torch.softmax(raw, dim=-1), dim=-1)
         total = cum[..., -1:]
     # The last knot may be a few ulp off +B here; it is pinned to +B where it is read below

@@ -1,0 +1,277 @@
+"""C source of the fused rational-quadratic spline (compiled on first use by :mod:`.fused`).
+
+One pass over the elements computes, per element, its bin's knots from the raw parameters
+(softmax, cumulative sum), the bin (a linear scan over the ``K - 1`` inner knots), the spline
+value and log-derivative; the backward recomputes the same quantities and writes the gradient
+with respect to the input and to the ``3 K - 1`` raw parameters of the element. The formulas are
+those of :func:`astroflow_gal.flow.spline._spline_core` and ``_ForwardSpline.backward``; the
+inverse's backward differentiates the inverse implicitly (``dxi/dy = 1 / (dy/dxi)``).
+
+The body is written once over a type ``real`` and included twice (``float`` and ``double``).
+Work is split over ``nthreads`` POSIX threads started and joined inside each call: no thread,
+pool or runtime outlives a call.
+"""
+
+BODY = r"""
+static inline real NAME(softplus)(real v) { return v > (real)20 ? v : LOG1P(EXP(v)); }
+static inline real NAME(sigmoid)(real v) { return (real)1 / ((real)1 + EXP(-v)); }
+
+typedef struct {
+  const real *x, *theta, *gy, *gl;
+  real *y, *ld, *gx, *gt;
+  long n;
+  int K, inverse, backward;
+  real B;
+} NAME(args);
+
+/* Knots of one element: ex[r][i] = exp(raw - max), right[r][i] = right-hand knot of bin i,
+   rows r = 0 (x, widths) and 1 (y, heights); total[r] = sum of ex[r]. */
+static inline void NAME(knots)(const real *t, int K, real B, real *ex, real *right,
+                               real *total) {
+  for (int r = 0; r < 2; ++r) {
+    const real *raw = t + r * K;
+    /* exp(raw) without the shift by the maximum, as the torch spline, while the sum shows
+       that no term overflowed or lost its precision; else the shifted softmax */
+    real cum = 0;
+    for (int i = 0; i < K; ++i) {
+      real e = EXP(raw[i]);
+      ex[r * K + i] = e;
+      cum += e;
+      right[r * K + i] = cum;
+    }
+    if (!(cum > (real)1e-25 && cum < (real)1e35)) {
+      real m = raw[0];
+      for (int i = 1; i < K; ++i) m = raw[i] > m ? raw[i] : m;
+      cum = 0;
+      for (int i = 0; i < K; ++i) {
+        real e = EXP(raw[i] - m);
+        ex[r * K + i] = e;
+        cum += e;
+        right[r * K + i] = cum;
+      }
+    }
+    real scale = ((real)2 * B) / cum;
+    for (int i = 0; i < K; ++i) right[r * K + i] = right[r * K + i] * scale - B;
+    total[r] = cum;
+  }
+}
+
+static void NAME(range)(const NAME(args) *a, long begin, long end) {
+  const int K = a->K, P = 3 * K - 1, inv = a->inverse;
+  const real B = a->B;
+  const real floor_ = (real)FLOOR;
+  real ex[2 * K], right[2 * K], total[2];
+  for (long e = begin; e < end; ++e) {
+    const real *t = a->theta + e * P;
+    const real v = a->x[e];
+    const int inside = v >= -B && v <= B;
+    if (!inside) {
+      if (a->backward) {
+        a->gx[e] = a->gy ? a->gy[e] : (real)0;
+        memset(a->gt + e * P, 0, sizeof(real) * P);
+      } else {
+        a->y[e] = v;
+        a->ld[e] = 0;
+      }
+      continue;
+    }
+    NAME(knots)(t, K, B, ex, right, total);
+    const real *search = right + (inv ? K : 0);
+    int idx = 0;
+    for (int i = 0; i < K - 1; ++i) idx += search[i] <= v;
+    const int lo_free = idx > 0, hi_free = idx < K - 1;
+    const real x_lo = lo_free ? right[idx - 1] : -B;
+    const real x_hi = hi_free ? right[idx] : B;
+    const real y_lo = lo_free ? right[K + idx - 1] : -B;
+    const real y_hi = hi_free ? right[K + idx] : B;
+    real w = x_hi - x_lo, h = y_hi - y_lo;
+    w = w > floor_ ? w : floor_;
+    h = h > floor_ ? h : floor_;
+    const real *rd = t + 2 * K;
+    const real d_lo = lo_free ? NAME(softplus)(rd[idx - 1]) : (real)1;
+    const real d_hi = hi_free ? NAME(softplus)(rd[idx]) : (real)1;
+    const real s = h / w;
+    const real curv = d_hi + d_lo - (real)2 * s;
+    real xi;
+    if (inv) {
+      const real dy = v - y_lo;
+      const real qa = h * (s - d_lo) + dy * curv;
+      const real qb = h * d_lo - dy * curv;
+      const real qc = -s * dy;
+      real disc = qb * qb - (real)4 * qa * qc;
+      disc = disc > (real)TINY ? disc : (real)TINY;
+      xi = ((real)2 * qc) / (-qb - SQRT(disc));
+    } else {
+      xi = (v - x_lo) / w;
+    }
+    xi = xi < (real)0 ? (real)0 : (xi > (real)1 ? (real)1 : xi);
+    const real one_m = (real)1 - xi;
+    const real tt = xi * one_m;
+    const real den = s + curv * tt;
+    const real num = (s * s) * (d_hi * xi * xi + (real)2 * s * tt + d_lo * one_m * one_m);
+    if (!a->backward) {
+      const real logd = LOG(num / (den * den));
+      if (inv) {
+        a->y[e] = x_lo + xi * w;
+        a->ld[e] = -logd;
+      } else {
+        a->y[e] = y_lo + h * (s * xi * xi + d_lo * tt) / den;
+        a->ld[e] = logd;
+      }
+      continue;
+    }
+    /* Partial derivatives at fixed xi of h R(xi) = y - y_lo and of L = log dy/dx. */
+    const real inv_den = (real)1 / den;
+    const real m = d_hi * xi * xi + (real)2 * s * tt + d_lo * one_m * one_m;
+    const real inv_m = (real)1 / m;
+    const real ratio = (s * xi * xi + d_lo * tt) * inv_den;
+    const real two_t = (real)1 - (real)2 * tt;
+    const real dden_dxi = curv * ((real)1 - (real)2 * xi);
+    const real hd = h * inv_den;
+    const real hr_s = hd * (xi * xi - ratio * two_t);
+    const real hr_xi = hd * ((real)2 * s * xi + d_lo * ((real)1 - (real)2 * xi) - ratio * dden_dxi);
+    const real hr_dlo = hd * tt * ((real)1 - ratio);
+    const real hr_dhi = -hd * ratio * tt;
+    const real l_s = (real)2 / s + (real)2 * tt * inv_m - (real)2 * two_t * inv_den;
+    const real l_xi = (real)2 * (d_hi * xi + s * ((real)1 - (real)2 * xi) - d_lo * one_m) * inv_m
+                      - (real)2 * dden_dxi * inv_den;
+    const real l_dlo = one_m * one_m * inv_m - (real)2 * tt * inv_den;
+    const real l_dhi = xi * xi * inv_m - (real)2 * tt * inv_den;
+    const real gy = a->gy ? a->gy[e] : (real)0;
+    const real gl = a->gl ? a->gl[e] : (real)0;
+    real g_in, g_s, g_dlo, g_dhi, g_h, g_w, g_xlo, g_ylo;
+    if (!inv) {
+      /* y = y_lo + h R(xi), L, with xi = (x - x_lo) / w */
+      const real g_xi = gy * hr_xi + gl * l_xi;
+      g_s = gy * hr_s + gl * l_s;
+      g_dlo = gy * hr_dlo + gl * l_dlo;
+      g_dhi = gy * hr_dhi + gl * l_dhi;
+      g_in = g_xi / w;
+      g_w = -(g_s * s + g_xi * xi) / w;
+      g_h = gy * ratio + g_s / w;
+      g_xlo = -g_in;
+      g_ylo = gy;
+    } else {
+      /* outputs x = x_lo + w xi and -L, with xi solving y = y_lo + h R(xi): gy, gl are the
+         gradients of those outputs; dxi/dy = 1 / hr_xi, dxi/dp = -d(y_lo + h R)/dp / hr_xi */
+      const real g_xi = gy * w - gl * l_xi;
+      g_in = g_xi / hr_xi;
+      const real gyp = -g_in, glp = -gl;
+      g_s = gyp * hr_s + glp * l_s;
+      g_dlo = gyp * hr_dlo + glp * l_dlo;
+      g_dhi = gyp * hr_dhi + glp * l_dhi;
+      g_h = gyp * ratio + g_s / w;
+      g_w = -g_s * s / w + gy * xi;
+      g_xlo = gy;
+      g_ylo = gyp;
+    }
+    a->gx[e] = g_in;
+    real *g = a->gt + e * P;
+    /* knot gradients of the two rows: lower knot (idx - 1) and upper knot (idx) */
+    const real g_lo[2] = {lo_free ? g_xlo - g_w : (real)0, lo_free ? g_ylo - g_h : (real)0};
+    const real g_hi[2] = {hi_free ? g_w : (real)0, hi_free ? g_h : (real)0};
+    for (int r = 0; r < 2; ++r) {
+      /* right = 2 B cumsum(p) - B, p = softmax(raw): dL/dp_i = 2 B sum_{j >= i} dL/dright_j */
+      const real inv_total = (real)1 / total[r];
+      real gp[K];
+      real dot = 0;
+      for (int i = 0; i < K; ++i) {
+        real acc = 0;
+        if (i <= idx - 1) acc += g_lo[r];
+        if (i <= idx) acc += g_hi[r];
+        gp[i] = (real)2 * B * acc;
+        dot += gp[i] * ex[r * K + i] * inv_total;
+      }
+      for (int i = 0; i < K; ++i) g[r * K + i] = ex[r * K + i] * inv_total * (gp[i] - dot);
+    }
+    real *gd = g + 2 * K;
+    for (int i = 0; i < K - 1; ++i) gd[i] = 0;
+    if (lo_free) gd[idx - 1] += g_dlo * NAME(sigmoid)(rd[idx - 1]);
+    if (hi_free) gd[idx] += g_dhi * NAME(sigmoid)(rd[idx]);
+  }
+}
+
+typedef struct {
+  const NAME(args) *a;
+  long begin, end;
+} NAME(chunk);
+
+static void *NAME(worker)(void *p) {
+  const NAME(chunk) *c = (const NAME(chunk) *)p;
+  NAME(range)(c->a, c->begin, c->end);
+  return NULL;
+}
+
+static void NAME(run)(const NAME(args) *a, int nthreads) {
+  if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
+  if (nthreads < 1 || a->n < MIN_PER_THREAD * 2) nthreads = 1;
+  while (nthreads > 1 && a->n / nthreads < MIN_PER_THREAD) --nthreads;
+  if (nthreads == 1) {
+    NAME(range)(a, 0, a->n);
+    return;
+  }
+  pthread_t threads[MAX_THREADS];
+  NAME(chunk) chunks[MAX_THREADS];
+  int started[MAX_THREADS];
+  long step = (a->n + nthreads - 1) / nthreads;
+  for (int k = 0; k < nthreads; ++k) {
+    chunks[k].a = a;
+    chunks[k].begin = k * step < a->n ? k * step : a->n;
+    chunks[k].end = (k + 1) * step < a->n ? (k + 1) * step : a->n;
+    started[k] = 0;
+  }
+  for (int k = 1; k < nthreads; ++k)
+    started[k] = pthread_create(&threads[k], NULL, NAME(worker), &chunks[k]) == 0;
+  NAME(range)(a, chunks[0].begin, chunks[0].end);
+  for (int k = 1; k < nthreads; ++k) {
+    if (started[k]) pthread_join(threads[k], NULL);
+    else NAME(range)(a, chunks[k].begin, chunks[k].end); /* no thread: run it here */
+  }
+}
+
+void NAME(afg_spline_forward)(const real *x, const real *theta, real *y, real *ld, long n,
+                              int K, double B, int inverse, int nthreads) {
+  NAME(args) a = {x, theta, NULL, NULL, y, ld, NULL, NULL, n, K, inverse, 0, (real)B};
+  NAME(run)(&a, nthreads);
+}
+
+void NAME(afg_spline_backward)(const real *x, const real *theta, const real *gy,
+                               const real *gl, real *gx, real *gt, long n, int K, double B,
+                               int inverse, int nthreads) {
+  NAME(args) a = {x, theta, gy, gl, NULL, NULL, gx, gt, n, K, inverse, 1, (real)B};
+  NAME(run)(&a, nthreads);
+}
+"""
+
+HEADER = r"""
+#include <math.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <string.h>
+#define MAX_THREADS 64
+#define MIN_PER_THREAD 1024
+int afg_abi_version(void) { return 1; }
+"""
+
+
+def source() -> str:
+    """The complete C translation unit: the body for ``float`` (suffix ``_f32``) and for
+    ``double`` (suffix ``_f64``)."""
+    parts = [HEADER]
+    for real, suffix, fns, floor, tiny in (
+        ("float", "f32", ("expf", "log1pf", "logf", "sqrtf"), "3.2927225e-10f", "1.17549435e-38f"),
+        ("double", "f64", ("exp", "log1p", "log", "sqrt"), "1.221338669755462e-77",
+         "2.2250738585072014e-308"),
+    ):
+        exp, log1p, log, sqrt = fns
+        parts.append(
+            f"#define real {real}\n#define NAME(x) x##_{suffix}\n#define EXP {exp}\n"
+            f"#define LOG1P {log1p}\n#define LOG {log}\n#define SQRT {sqrt}\n"
+            f"#define FLOOR {floor}\n#define TINY {tiny}\n"
+        )
+        parts.append(BODY)
+        parts.append(
+            "#undef real\n#undef NAME\n#undef EXP\n#undef LOG1P\n#undef LOG\n#undef SQRT\n"
+            "#undef FLOOR\n#undef TINY\n"
+        )
+    return "".join(parts)
