@@ -13,12 +13,18 @@ vx,vy,vz  velocity in the galaxy's rest frame                    km / s       st
 Z         total metal mass fraction                              1            log10, standardise
 feh       [Fe/H]                                                 dex          standardise
 ofe       [O/Fe]                                                 dex          standardise
-age       stellar age                                            Gyr          standardise
+age       stellar age                                            Gyr          logit, standardise
 M_stars   total stellar mass                                     Msun         log10, standardise
 tau50     median stellar age                                     Gyr          standardise
 tau10     10th percentile of the stellar ages                    Gyr          standardise
 Z_av      mean metal mass fraction of the stars                  1            standardise
 ========  =====================================================  ===========  ====================
+
+Every column declares its support (``Column.support``, schema units, ``None`` for an open end):
+``Z > 0`` and ``0 < age < T_UNIVERSE_GYR`` for stars; ``M_stars > 0``, ``Z_av > 0`` and
+``0 <= tau10 <= tau50 <= T_UNIVERSE_GYR`` for conditions. Star columns with a bounded support are
+mapped onto the real line by a bijection (log10 for ``Z``, a logit for ``age``), so that a model
+never puts stars outside it.
 """
 
 from __future__ import annotations
@@ -37,13 +43,17 @@ __all__ = [
     "VELOCITY_NAMES",
     "PHASE_SPACE_NAMES",
     "EDF_UNIT",
+    "T_UNIVERSE_GYR",
     "star_column",
     "condition_column",
     "column",
     "edf_unit",
 ]
 
-TRANSFORMS = ("standardise", "log10")
+TRANSFORMS = ("standardise", "log10", "logit")
+
+T_UNIVERSE_GYR = 13.8
+"""Age of the Universe in Gyr: the upper end of the age support and of ``tau10``, ``tau50``."""
 
 
 @dataclass(frozen=True)
@@ -59,9 +69,13 @@ class Column:
     label : str
         LaTeX label for plots (with the unit).
     transform : str
-        Default transform before standardisation: ``"standardise"`` (none) or ``"log10"``.
+        Default transform before standardisation: ``"standardise"`` (none), ``"log10"`` (support
+        ``(0, inf)``) or ``"logit"`` (a bounded support ``(lower, upper)``).
     description : str
         What the column holds.
+    support : tuple of (float or None, float or None)
+        Open interval ``(lower, upper)`` of physically possible values in the column's unit;
+        ``None`` for an unbounded end.
     """
 
     name: str
@@ -69,6 +83,7 @@ class Column:
     label: str
     transform: str
     description: str
+    support: tuple[float | None, float | None] = (None, None)
 
 
 _kms = u.km / u.s
@@ -80,17 +95,21 @@ STAR_COLUMNS: tuple[Column, ...] = (
     Column("vx", _kms, r"$v_x$ [km/s]", "standardise", "velocity along x, galaxy rest frame"),
     Column("vy", _kms, r"$v_y$ [km/s]", "standardise", "velocity along y, galaxy rest frame"),
     Column("vz", _kms, r"$v_z$ [km/s]", "standardise", "velocity along z, galaxy rest frame"),
-    Column("Z", u.dimensionless_unscaled, r"$Z$", "log10", "total metal mass fraction"),
+    Column("Z", u.dimensionless_unscaled, r"$Z$", "log10", "total metal mass fraction",
+           (0.0, None)),
     Column("feh", u.dex, r"[Fe/H] [dex]", "standardise", "iron abundance [Fe/H]"),
     Column("ofe", u.dex, r"[O/Fe] [dex]", "standardise", "oxygen-to-iron abundance [O/Fe]"),
-    Column("age", u.Gyr, r"age [Gyr]", "standardise", "stellar age"),
+    Column("age", u.Gyr, r"age [Gyr]", "logit", "stellar age", (0.0, T_UNIVERSE_GYR)),
 )
 
 CONDITION_COLUMNS: tuple[Column, ...] = (
-    Column("M_stars", u.Msun, r"$M_\star$ [M$_\odot$]", "log10", "total stellar mass"),
-    Column("tau50", u.Gyr, r"$\tau_{50}$ [Gyr]", "standardise", "median stellar age"),
-    Column("tau10", u.Gyr, r"$\tau_{10}$ [Gyr]", "standardise", "10th percentile of stellar age"),
-    Column("Z_av", u.dimensionless_unscaled, r"$\bar Z$", "standardise", "mean Z of the stars"),
+    Column("M_stars", u.Msun, r"$M_\star$ [M$_\odot$]", "log10", "total stellar mass", (0.0, None)),
+    Column("tau50", u.Gyr, r"$\tau_{50}$ [Gyr]", "standardise", "median stellar age",
+           (0.0, T_UNIVERSE_GYR)),
+    Column("tau10", u.Gyr, r"$\tau_{10}$ [Gyr]", "standardise", "10th percentile of stellar age",
+           (0.0, T_UNIVERSE_GYR)),
+    Column("Z_av", u.dimensionless_unscaled, r"$\bar Z$", "standardise", "mean Z of the stars",
+           (0.0, None)),
 )
 
 STAR_NAMES: tuple[str, ...] = tuple(c.name for c in STAR_COLUMNS)

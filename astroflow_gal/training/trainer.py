@@ -20,7 +20,7 @@ from torch import nn
 
 from ..flow.spline import spline_backward_by_hand
 from .checkpoint import CheckpointError, CheckpointManager
-from .data import TrainingData, epoch_permutation
+from .data import TrainingData, epoch_permutation, epoch_seed
 from .distributed import DistributedContext, distributed_context
 from .flat import FlatParameters
 from .progress import ProgressReporter
@@ -97,7 +97,7 @@ def _empty_history() -> dict[str, list]:
 
 
 def _check_options(epochs, batch_size, lr, schedule, optimizer, checkpoint_every, max_steps,
-                   weight_decay, grad_clip) -> None:
+                   weight_decay, grad_clip, condition_noise=0.0) -> None:
     if int(epochs) != epochs or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs}")
     if int(batch_size) != batch_size or batch_size < 1:
@@ -114,6 +114,8 @@ def _check_options(epochs, batch_size, lr, schedule, optimizer, checkpoint_every
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     if grad_clip is not None and not grad_clip > 0:
         raise ValueError(f"grad_clip must be positive or None, got {grad_clip}")
+    if not (condition_noise >= 0 and math.isfinite(condition_noise)):
+        raise ValueError(f"condition_noise must be >= 0 and finite, got {condition_noise}")
     make_schedule(schedule, lr)  # validates the name
 
 
@@ -202,7 +204,7 @@ def evaluate_nll(
 
 
 def _settings(flow, train, validation, *, batch_size, lr, schedule, optimizer, seed,
-              weight_decay, grad_clip, world_size) -> dict[str, Any]:
+              weight_decay, grad_clip, world_size, condition_noise=0.0) -> dict[str, Any]:
     """Everything a checkpoint must agree on to be resumed bit-identically."""
     return {
         "flow_config": dict(getattr(flow, "config", {})),
@@ -226,6 +228,8 @@ def _settings(flow, train, validation, *, batch_size, lr, schedule, optimizer, s
             "weight_decay": float(weight_decay),
             "grad_clip": None if grad_clip is None else float(grad_clip),
             "world_size": int(world_size),
+            # Only when used, so that checkpoints written before the option existed resume.
+            **({"condition_noise": float(condition_noise)} if condition_noise else {}),
         },
     }
 
@@ -256,6 +260,15 @@ def _compare_settings(saved: dict, current: dict, path: str) -> None:
         )
 
 
+def _condition_noise(c: torch.Tensor, seed: int, step: int, first_row: int) -> torch.Tensor:
+    """Standard normal noise shaped like a batch's conditions ``c``, fixed by ``(seed, step)``
+    and the batch's first row (so that ranks of a distributed run draw different noise)."""
+    gen = torch.Generator(device="cpu").manual_seed(
+        epoch_seed(epoch_seed(seed, 1_000_000_000 + step), first_row)
+    )
+    return torch.randn(c.shape, generator=gen).to(device=c.device, dtype=c.dtype)
+
+
 def _make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     if name == "radam":
         return torch.optim.RAdam(params, lr=lr, weight_decay=weight_decay, foreach=True)
@@ -281,6 +294,7 @@ def train_flow(
     max_steps: int | None = None,
     weight_decay: float = 0.0,
     grad_clip: float | None = None,
+    condition_noise: float = 0.0,
 ) -> TrainingResult:
     """Train ``flow`` by maximum likelihood on flow-space stars.
 
@@ -329,6 +343,11 @@ def train_flow(
         Weight decay of the optimiser (dimensionless).
     grad_clip : float, optional
         Clip the global gradient norm to this value.
+    condition_noise : float
+        Standard deviation of Gaussian noise added to every star's flow-space conditions in each
+        training batch (dimensionless: in units of the conditions' spread over the training
+        galaxies). Smooths the learned dependence on the conditions between the few training
+        galaxies; seeded by ``(seed, step)``, so resuming stays bit-identical. 0 turns it off.
 
     Returns
     -------
@@ -344,7 +363,7 @@ def train_flow(
         When ``checkpoint_dir`` holds checkpoints and ``resume`` is False.
     """
     _check_options(epochs, batch_size, lr, schedule, optimizer, checkpoint_every, max_steps,
-                   weight_decay, grad_clip)
+                   weight_decay, grad_clip, condition_noise)
     if not isinstance(train, TrainingData):
         raise TypeError(f"train must be TrainingData, got {type(train).__name__}")
     if validation is not None and not isinstance(validation, TrainingData):
@@ -372,7 +391,7 @@ def train_flow(
     settings = _settings(
         flow, train, validation, batch_size=batch_size, lr=lr, schedule=schedule,
         optimizer=optimizer, seed=seed, weight_decay=weight_decay, grad_clip=grad_clip,
-        world_size=ctx.world_size,
+        world_size=ctx.world_size, condition_noise=condition_noise,
     )
 
     # -- state of the run -----------------------------------------------------------------------
@@ -417,7 +436,8 @@ def train_flow(
     if max_steps is not None:
         total_steps = min(total_steps, max_steps)
     reporter = ProgressReporter(
-        max(total_steps, global_step), global_step, enabled=ctx.is_main, bar=progress
+        max(total_steps, global_step), global_step, enabled=ctx.is_main, bar=progress,
+        epochs=epochs,
     )
     if resumed_from is not None:
         reporter.message(
@@ -479,6 +499,9 @@ def train_flow(
                 if rows.numel() == 0:
                     rows = global_rows[:1]
                 x, c = _batch(train, rows, device, dtype)
+                if condition_noise > 0 and c is not None:
+                    first = int(rows[0]) if rows.numel() else 0
+                    c = c + condition_noise * _condition_noise(c, seed, global_step, first)
                 lr_now = lr_at(global_step)
                 for group in opt.param_groups:
                     group["lr"] = lr_now
