@@ -15,6 +15,9 @@ _EXPORTS: dict[str, str] = {
     "corner_plot": "plots",
     "profile_plot": "plots",
     "radial_profiles": "plots",
+    "profiles": "profiles",
+    "profile_quantity": "profiles",
+    "edf_moments": "moments",
     # Agama hand-off and potentials
     "compare_potentials": "agama",
     "stellar_potential": "agama",
@@ -27,6 +30,17 @@ _EXPORTS: dict[str, str] = {
     # metrics
     "kl_to_truth": "metrics",
     "summarise_kl": "metrics",
+    "wasserstein_distances": "metrics",
+    # two-sample tests, evaluation and cross-validation
+    "StarScaler": "two_sample",
+    "linear_mmd": "two_sample",
+    "kernel_mmd": "two_sample",
+    "classifier_test": "two_sample",
+    "evaluate": "evaluate",
+    "cross_validate": "crossval",
+    "comparison_corner_plot": "evaluation_plots",
+    "mmd_mass_plot": "evaluation_plots",
+    "metric_mass_plot": "evaluation_plots",
 }
 
 __all__ = sorted(_EXPORTS)
