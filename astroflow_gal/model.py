@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.resources
+import logging
 import math
 import os
 import sys
@@ -67,6 +68,11 @@ def _batch_rows(batch_size: int | None) -> int:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     rows = int(batch_size) // _BATCH_QUANTUM * _BATCH_QUANTUM
     return min(SAMPLE_BLOCK, max(_BATCH_QUANTUM, rows))
+
+
+_progress_log = logging.getLogger("astroflow_gal.sampling")
+# sample_to_file reports its progress by default from this many stars on
+_REPORT_FROM_STARS = 500_000
 
 
 def _show_progress(progress: bool | None, n: int) -> bool:
@@ -359,8 +365,12 @@ class GalaxyModel:
             Number of stars.
         path : str or path-like
             Output file (HDF5); written atomically.
-        conditions, seed, batch_size, progress, allow_extrapolation, **condition_values
+        conditions, seed, batch_size, allow_extrapolation, **condition_values
             As for :meth:`sample`; ``seed`` must be given when several processes share the work.
+        progress : bool, optional
+            True: a progress bar; False: silent; None (default): for 500,000 stars or more, a bar
+            on a terminal, otherwise a line at the start and at least every 30 s (logger
+            ``astroflow_gal.sampling``, or stderr when logging is not configured).
         rank, world_size : int, optional
             This process's rank and the number of processes; taken from ``torch.distributed`` when
             it is initialised.
@@ -371,6 +381,7 @@ class GalaxyModel:
             The file written by this process (the joined file on rank 0).
         """
         from .samples import join_sample_shards, shard_path, write_sample_file
+        from .training.progress import ProgressLog
 
         rank, world_size = _rank_and_world(rank, world_size)
         if world_size > 1 and seed is None:
@@ -385,10 +396,19 @@ class GalaxyModel:
         meta = self._table_meta(values, seed, n)
         target = Path(path) if world_size == 1 else shard_path(path, rank, world_size)
 
+        # A bar on a terminal, otherwise a line at the start and at least every 30 s (rank 0).
+        report = progress is not False and rank == 0 and (
+            bool(progress) or n_mine >= _REPORT_FROM_STARS
+        )
+
         def rows() -> Iterator[np.ndarray]:
-            with torch.inference_mode():
-                for _, z in self._latent_batches(n, seed, batch, blocks):
-                    yield self._sample_rows(z, c_flow)
+            with ProgressLog(n_mine, desc=f"sampling {target.name}", unit="star", bar=progress,
+                             enabled=report, logger=_progress_log) as counter:
+                with torch.inference_mode():
+                    for _, z in self._latent_batches(n, seed, batch, blocks):
+                        out = self._sample_rows(z, c_flow)
+                        counter.update(len(out))
+                        yield out
 
         write_sample_file(
             target,
@@ -396,7 +416,7 @@ class GalaxyModel:
             n_mine,
             self.star_names,
             meta | {"rank": rank, "world_size": world_size, "blocks": blocks},
-            progress=_show_progress(progress, n_mine),
+            progress=False,
         )
         if world_size == 1:
             return target

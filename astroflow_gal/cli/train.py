@@ -1,7 +1,9 @@
 """``astroflow-gal train``: fit a model to a suite file, with checkpoints and resume.
 
 Options come from the command line and, optionally, a TOML file (``--config``); the command line
-wins. The TOML file has up to three tables::
+wins. ``--config`` takes the name of a configuration shipped with the package (``--config default``,
+the shipped model's; it works from any folder) or the path of a TOML file, which has up to three
+tables::
 
     [flow]            # architecture of the flow (ConditionalSplineFlow)
     n_layers = 14
@@ -37,6 +39,7 @@ import inspect
 import logging
 import os
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("suite", type=Path, help="suite file (HDF5, see 'astroflow-gal suite')")
     p.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
-    p.add_argument("--config", type=Path, help="TOML file with [flow], [training], [split]")
+    p.add_argument("--config", help="a named configuration shipped with the package ("
+                   + ", ".join(available_configs()) + ") or a TOML file with [flow], [training], "
+                   "[split]")
     p.add_argument("--holdout", nargs="+", metavar="ID", help="ids of held-out galaxies")
     p.add_argument("--n-holdout", type=int, help="hold out this many galaxies at random")
     p.add_argument("--holdout-seed", type=int, help="seed of the random holdout")
@@ -93,6 +98,47 @@ def _load_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path}: not valid TOML: {err}") from err
+
+
+def available_configs() -> list[str]:
+    """Names of the configurations shipped in ``astroflow_gal/configs`` (``--config NAME``)."""
+    folder = resources.files("astroflow_gal") / "configs"
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def resolve_config(config: str | os.PathLike | None) -> Path | None:
+    """The TOML file of ``--config``: a shipped configuration's name or a path.
+
+    Parameters
+    ----------
+    config : str, path-like or None
+        A name from :func:`available_configs` (e.g. ``"default"``), which works from any folder,
+        or the path of a TOML file. An existing file of that name wins over a shipped one.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The file to read; None for None.
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither a file nor a shipped configuration of that name (the message lists the names).
+    """
+    if config is None:
+        return None
+    path = Path(config)
+    if path.is_file():
+        return path
+    text = str(config)
+    name = text[: -len(".toml")] if text.endswith(".toml") else text
+    if "/" not in text and os.sep not in text and name in available_configs():
+        with resources.as_file(resources.files("astroflow_gal") / "configs" / f"{name}.toml") as f:
+            return Path(f)
+    raise FileNotFoundError(
+        f"--config {text}: no such file, and no shipped configuration of that name; shipped: "
+        + ", ".join(available_configs())
+    )
 
 
 def _fit_keywords() -> tuple[str, ...]:
@@ -194,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    config = read_config(args.config)
+    config = read_config(resolve_config(args.config))
     options = _options(args, config)
     out_dir = args.output.parent if str(args.output.parent) else Path(".")
     if not out_dir.is_dir():
