@@ -9,6 +9,7 @@ import sys
 # Each entry adds one sub-command: (module, function taking the sub-parsers object).
 _COMMAND_MODULES = (
     "astroflow_gal.cli.demo",
+    "astroflow_gal.cli.observe",
     "astroflow_gal.cli.profiles",
     "astroflow_gal.cli.suite",
     "astroflow_gal.cli.train",
