@@ -8,7 +8,9 @@ import sys
 
 # Each entry adds one sub-command: (module, function taking the sub-parsers object).
 _COMMAND_MODULES = (
+    "astroflow_gal.cli.crossval",
     "astroflow_gal.cli.demo",
+    "astroflow_gal.cli.evaluate",
     "astroflow_gal.cli.observe",
     "astroflow_gal.cli.profiles",
     "astroflow_gal.cli.suite",
