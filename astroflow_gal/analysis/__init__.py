@@ -41,17 +41,6 @@ _EXPORTS: dict[str, str] = {
     "comparison_corner_plot": "evaluation_plots",
     "mmd_mass_plot": "evaluation_plots",
     "metric_mass_plot": "evaluation_plots",
-    "wasserstein_distances": "metrics",
-    # two-sample tests, evaluation and cross-validation
-    "StarScaler": "two_sample",
-    "linear_mmd": "two_sample",
-    "kernel_mmd": "two_sample",
-    "classifier_test": "two_sample",
-    "evaluate": "evaluate",
-    "cross_validate": "crossval",
-    "comparison_corner_plot": "evaluation_plots",
-    "mmd_mass_plot": "evaluation_plots",
-    "metric_mass_plot": "evaluation_plots",
 }
 
 __all__ = sorted(_EXPORTS)
