@@ -190,6 +190,18 @@ SCRIPT = textwrap.dedent(
                 h5py.Group.create_dataset = create_dataset
             return real_write(path, tree, **kw)
         ckpt.write_tree = write_tree_then_die
+    elif mode == "pause-after-write":  # waits to be killed once its kill_at-th checkpoint is in
+        import time
+        real_write, writes = ckpt.write_tree, [0]
+        def write_tree_then_pause(path, tree, **kw):
+            result = real_write(path, tree, **kw)
+            writes[0] += 1
+            if writes[0] == kill_at:
+                with open(out + ".paused", "w") as handle:
+                    handle.write(str(path))
+                time.sleep(600)
+            return result
+        ckpt.write_tree = write_tree_then_pause
 
     res = train_flow(flow, train, val, epochs=3, batch_size=64, lr=2e-3, seed=11,
                      checkpoint_dir=folder, checkpoint_every=3, resume=True,
@@ -269,24 +281,51 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments(tmp_path):
-    """Killed from outside at random times, again and again, until the run completes."""
-    import random
+def test_sigkill_from_outside_after_checkpoints(tmp_path):
+    """Killed from outside (SIGKILL) again and again, each time just after its 1st, 2nd or 3rd
+    checkpoint of the session is on disk, until the run completes: bit-identical to one run.
+
+    The child writes a marker and waits once the chosen checkpoint is in, so every kill lands
+    (no race with a short run) and the sequence of kills is the same on every machine.
+    """
     import time
 
     script = tmp_path / "train_script.py"
     script.write_text(SCRIPT)
     folder, out = tmp_path / "ckpt", tmp_path / "out.h5"
-    rng = random.Random(1)
-    kills = 0
-    for _ in range(30):
-        proc = _start(script, "resume", folder, out)
-        time.sleep(rng.uniform(2.0, 12.0))
-        if proc.poll() is not None:
+    marker = Path(str(out) + ".paused")
+    kills, finished = 0, False
+    for k in [1, 2, 3, 1, 2, 3, 3, 3, 3, 3]:
+        marker.unlink(missing_ok=True)
+        proc = _start(script, "pause-after-write", folder, out, kill_at=k)
+        deadline = time.monotonic() + 300
+        while not marker.exists() and proc.poll() is None:
+            assert time.monotonic() < deadline, "the training run neither paused nor ended"
+            time.sleep(0.02)
+        if proc.poll() is not None and not marker.exists():
             _finish(proc)
+            finished = True
             break
         proc.kill()
-        proc.wait()
+        _finish(proc, expect_kill=True)
         kills += 1
-    assert kills >= 1
+        assert Path(marker.read_text()).name in _names(folder)
+    assert finished and kills >= 4
     _compare(out, _reference(tmp_path))
+
+
+def test_training_and_resuming_leave_the_global_rng_as_found(tmp_path):
+    data = toy_data()
+    opts = dict(epochs=1, batch_size=200, seed=0, checkpoint_dir=tmp_path, progress=False)
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    train_flow(tiny_flow(), data, **opts)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(999)
+    before = torch.get_rng_state()
+    result = train_flow(tiny_flow(), data, resume=True, **opts)
+    assert result.resumed_from is not None
+    assert torch.equal(torch.get_rng_state(), before)
+    # the caller's stream continues where it was
+    expected = torch.rand(3, generator=torch.Generator().manual_seed(999))
+    assert torch.equal(torch.rand(3), expected)

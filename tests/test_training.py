@@ -225,12 +225,42 @@ def test_option_errors(tmp_path):
                    checkpoint_dir=tmp_path, progress=False)
 
 
-def test_adam_weight_decay_and_clip_run():
+def _params(flow) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).clone() for p in flow.parameters()])
+
+
+def _steps(**options) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights before and after 3 Adam steps of the same tiny run (lr 1e-2)."""
     flow = tiny_flow()
-    res = train_flow(flow, toy_data(), epochs=1, batch_size=100, seed=0, optimizer="adam",
-                     weight_decay=1e-4, grad_clip=1.0, schedule="constant", lr=1e-3,
-                     progress=False)
-    assert res.steps == 4 and math.isfinite(res.history["train_nll"][0])
+    before = _params(flow)
+    train_flow(flow, toy_data(), epochs=1, batch_size=100, max_steps=3, seed=0, optimizer="adam",
+               schedule="constant", lr=1e-2, progress=False, **options)
+    return before, _params(flow)
+
+
+def test_weight_decay_pulls_weights_towards_zero():
+    # With an L2 term of 1e4 the gradient is the decay's: Adam moves every weight by about lr
+    # towards zero in each step; without it, the weights move either way.
+    before, plain = _steps()
+    _, decayed = _steps(weight_decay=1e4)
+    big = before.abs() > 0.1
+    shrunk_plain = (plain[big].abs() < before[big].abs()).float().mean()
+    shrunk_decay = (decayed[big].abs() < before[big].abs()).float().mean()
+    assert shrunk_decay > 0.99, shrunk_decay
+    assert shrunk_plain < 0.8, shrunk_plain
+    np.testing.assert_allclose((before[big].abs() - decayed[big].abs()).numpy(), 3e-2, rtol=0.05)
+
+
+def test_gradient_clipping_bounds_the_gradient_norm():
+    # Adam divides by the gradient's scale, so a clip to 1e-12 (far below Adam's eps 1e-8)
+    # shrinks every update by ~1e-4: the weights barely move, unlike without the clip.
+    before, plain = _steps()
+    _, clipped = _steps(grad_clip=1e-12)
+    _, loose = _steps(grad_clip=1e6)  # never reached: same as no clip
+    moved = (plain - before).abs().max()
+    assert moved > 1e-2
+    assert (clipped - before).abs().max() < 1e-3 * moved
+    assert torch.equal(loose, plain)
 
 
 def test_nonfinite_gradient_stops_before_the_update():

@@ -1,15 +1,23 @@
-"""Read flows saved by the original GalacticFlow code (``NSFlow`` with ``NSF_CL2`` layers)."""
+"""Read flows saved by the original GalacticFlow code (``NSFlow`` with ``NSF_CL2`` layers).
+
+:func:`read_galacticflow_file` reads a whole ``.pth`` model file of the original API (with
+``torch.load(weights_only=True)``: nothing in it is executed) into a flow and the plain numbers of
+its normalisation; :meth:`astroflow_gal.GalaxyModel.from_galacticflow` wraps them into a model.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from ..io import FileFormatError
 from .model import ConditionalSplineFlow
 
-__all__ = ["from_galacticflow", "galacticflow_hyper"]
+__all__ = ["GalacticFlowFile", "from_galacticflow", "galacticflow_hyper", "read_galacticflow_file"]
 
 
 def _network_args(value: Any) -> tuple[int, int, float]:
@@ -97,3 +105,100 @@ def from_galacticflow(
             )
     flow.load_state_dict({k: v.to(torch.float32) for k, v in given.items()})
     return flow
+
+
+_FILE_KEYS = frozenset(
+    {"flow_hyper", "flow_dict", "mu_vals", "std_vals", "mu_names", "component_names", "cond_names"}
+)
+
+
+@dataclass
+class GalacticFlowFile:
+    """The content of an original GalacticFlow model file.
+
+    Attributes
+    ----------
+    flow : ConditionalSplineFlow
+        The flow, equal to the original ``NSFlow``.
+    star_names, condition_names : list of str
+        Names of the star columns and of the galaxy conditions, in the flow's order.
+    mean, std : dict of str to float
+        Normalisation of every column: ``(t(v) - mean) / std`` with ``t`` = log10 for the columns
+        in ``log10`` and the identity otherwise; the units are the original's (kpc, km/s, 1, dex,
+        Gyr; Msun for ``M_stars``).
+    log10 : set of str
+        Columns that were log10-transformed before standardisation.
+    history : list of float or None
+        The training loss history.
+    holdout : list of str
+        Ids of the galaxies the original training left out.
+    """
+
+    flow: ConditionalSplineFlow
+    star_names: list[str]
+    condition_names: list[str]
+    mean: dict[str, float]
+    std: dict[str, float]
+    log10: set[str] = field(default_factory=set)
+    history: list[float] | None = None
+    holdout: list[str] = field(default_factory=list)
+
+
+def read_galacticflow_file(path: str | os.PathLike) -> GalacticFlowFile:
+    """Read a model file saved by the original GalacticFlow API.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.pth`` file. It is read with ``torch.load(weights_only=True)``: nothing in it is
+        executed.
+
+    Returns
+    -------
+    GalacticFlowFile
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    astroflow_gal.io.FileFormatError
+        If the file is unreadable, not a GalacticFlow model file, or of an unsupported flow.
+    """
+    try:
+        data = torch.load(path, weights_only=True, map_location="cpu")
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # unpickling refused or file unreadable
+        raise FileFormatError(f"{path}: not a readable GalacticFlow model file: {err}") from err
+    if not isinstance(data, Mapping):
+        raise FileFormatError(f"{path}: a GalacticFlow model file holds a dict")
+    missing = _FILE_KEYS - set(data)
+    if missing:
+        raise FileFormatError(f"{path}: not a GalacticFlow model file (lacks {sorted(missing)})")
+    flow_name = str(data.get("flow", "NSFlow"))
+    if "NSFlow" not in flow_name:
+        raise FileFormatError(f"{path}: flow {flow_name!r} is not supported (only NSFlow)")
+    mean = {n: float(v) for n, v in zip(data["mu_names"], data["mu_vals"], strict=True)}
+    std_names = data.get("std_names", data["mu_names"])
+    std = {n: float(v) for n, v in zip(std_names, data["std_vals"], strict=True)}
+    logged: set[str] = set()
+    prep = data.get("data_prep_args") or {}
+    for fn, comps in zip(prep.get("transformation_functions", ()),
+                         prep.get("transformation_components", ()), strict=False):
+        if "log10" in str(fn):
+            logged.update(comps)
+    try:
+        flow = from_galacticflow(data["flow_dict"], data["flow_hyper"])
+    except (KeyError, ValueError) as err:
+        raise FileFormatError(f"{path}: {err}") from err
+    history = data.get("loss_history")
+    return GalacticFlowFile(
+        flow=flow,
+        star_names=list(data["component_names"]["stars"]),
+        condition_names=list(data["cond_names"].get("galaxy", [])),
+        mean=mean,
+        std=std,
+        log10=logged,
+        history=[float(v) for v in history] if history is not None else None,
+        holdout=[str(v) for v in (data.get("subset_params") or {}).get("leavout_vals", [])],
+    )

@@ -8,9 +8,11 @@ parallel under ``torchrun``.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 
 from ..flow.spline import spline_backward_by_hand
+from ..inputs import positive_int
 from .checkpoint import CheckpointError, CheckpointManager
 from .data import TrainingData, epoch_permutation, epoch_seed
 from .distributed import DistributedContext, distributed_context
@@ -100,8 +103,7 @@ def _check_options(epochs, batch_size, lr, schedule, optimizer, checkpoint_every
                    weight_decay, grad_clip, condition_noise=0.0) -> None:
     if int(epochs) != epochs or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs}")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    positive_int(batch_size, "batch_size")
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr must be positive and finite, got {lr}")
     if optimizer not in OPTIMIZERS:
@@ -181,6 +183,7 @@ def evaluate_nll(
     float
         ``-mean log p(x | c)`` over all stars of ``data``.
     """
+    batch_size = positive_int(batch_size, "batch_size")
     ctx = ctx or DistributedContext()
     param = next(flow.parameters())
     device = torch.device(device) if device is not None else param.device
@@ -275,6 +278,27 @@ def _make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
 
 
+def _keeps_global_rng(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` with torch's global random state saved before and restored after.
+
+    Resuming from a checkpoint sets the global state to the checkpoint's (so that a resumed run
+    continues exactly); the caller's own random stream is put back when training returns.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        device = kwargs.get("device")
+        devices: list[int] = []
+        if device is not None and torch.device(device).type == "cuda":
+            index = torch.device(device).index
+            devices = [index if index is not None else torch.cuda.current_device()]
+        with torch.random.fork_rng(devices=devices):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_keeps_global_rng
 def train_flow(
     flow: nn.Module,
     train: TrainingData,
