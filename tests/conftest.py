@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,41 @@ from astroflow_gal.flow import ConditionalSplineFlow
 from astroflow_gal.model import GalaxyModel
 from astroflow_gal.normalizer import Normalizer
 
+# The repository is checked out beside shared/ (…/main and …/shared).
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "galacticflow"
+SHIPPED = Path(__file__).resolve().parents[1] / "astroflow_gal" / "pretrained" / "default.h5"
+
+
+def under_ci() -> bool:
+    """True when the ``CI`` environment variable is set (and not ``0``/``false``)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_path(path: Path, what: str) -> Path:
+    """``path`` if it exists; else skip the test, or fail it when ``CI`` is set.
+
+    Use for fixtures that live outside the package (the GalacticFlow reference outputs in
+    ../shared) or are built (the shipped model): a developer without them gets a skip, a CI run
+    without them fails instead of going green on skipped tests.
+    """
+    if path.exists():
+        return path
+    message = f"{what} not found at {path}"
+    if under_ci():
+        pytest.fail(f"{message}; CI is set, so a missing fixture fails the run", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture()
+def galacticflow_fixtures() -> Path:
+    """The folder of reference outputs of the original GalacticFlow code."""
+    return require_path(FIXTURES, "GalacticFlow reference outputs (../shared/fixtures)")
+
+
+@pytest.fixture()
+def shipped_model_file() -> Path:
+    """astroflow_gal/pretrained/default.h5, the shipped model."""
+    return require_path(SHIPPED, "the shipped model")
 
 
 @pytest.fixture(scope="session")

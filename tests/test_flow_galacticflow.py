@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import FIXTURES
 
 from astroflow_gal.flow import from_galacticflow, galacticflow_hyper
 from astroflow_gal.flow.spline import spline_bins
 
-# The repository is checked out beside shared/ (…/main and …/shared).
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "galacticflow"
-pytestmark = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"GalacticFlow reference outputs not found at {FIXTURES}"
-)
+
+@pytest.fixture(autouse=True)
+def _need_fixtures(galacticflow_fixtures):
+    """Skips without ../shared fixtures; fails when CI is set (see conftest.require_path)."""
 CONFIGS = ["A", "B"]
 OUT_TOL, LOGP_TOL = 5e-5, 5e-4  # float32 tolerances of the fixtures README
 

@@ -330,8 +330,7 @@ def test_sample_to_file_shards_join_into_the_same_sample(small_model, mid_condit
 
 
 # -- the original GalacticFlow API's model file ---------------------------------------------------
-@pytest.mark.skipif(not FIXTURES.exists(), reason="shared GalacticFlow fixtures not present")
-def test_from_galacticflow_reproduces_the_fixture():
+def test_from_galacticflow_reproduces_the_fixture(galacticflow_fixtures):
     model = GalaxyModel.from_galacticflow(FIXTURES / "api_model_B.pth")
     expected = np.load(FIXTURES / "api_model_B_expected.npz")
     stars = expected["stars"]
