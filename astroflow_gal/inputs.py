@@ -27,6 +27,8 @@ __all__ = [
     "parse_conditions",
     "stars_to_array",
     "check_training_range",
+    "check_condition_rules",
+    "CONDITION_RULES",
     "sample_conditions",
     "star_masses",
 ]
@@ -37,7 +39,8 @@ class ExtrapolationWarning(UserWarning):
 
 
 class ConditionRangeError(ValueError):
-    """Conditions lie so far outside the training range that the model cannot be trusted."""
+    """Conditions break a physical rule, or lie so far from the training galaxies that the model
+    cannot be trusted."""
 
 
 def as_schema_values(name: str, value: Any) -> np.ndarray:
@@ -119,9 +122,6 @@ def parse_conditions(
         raise ValueError(f"missing conditions {missing}; this model needs {list(names)}")
     values = [as_schema_values(n, given[n]) for n in names]
     for n, v in zip(names, values, strict=True):
-        if schema.column(n).transform == "log10" or n in ("Z_av",):
-            if np.any(v <= 0):
-                raise ValueError(f"{n} must be positive, got {v.min()}")
         if v.ndim > 1:
             raise ValueError(f"{n} must be a scalar or a 1-D array, got shape {v.shape}")
     try:
@@ -129,7 +129,68 @@ def parse_conditions(
     except ValueError as err:
         shapes = {n: v.shape for n, v in zip(names, values, strict=True)}
         raise ValueError(f"condition shapes do not broadcast: {shapes}") from err
+    check_condition_rules(stacked, names)
     return stacked
+
+
+CONDITION_RULES: tuple[str, ...] = (
+    "M_stars > 0 (a positive stellar mass)",
+    "0 < Z_av < 1 (a positive metal mass fraction below 1)",
+    "0 <= tau10",
+    f"tau10 <= {schema.T_UNIVERSE_GYR} Gyr (the age of the Universe)",
+    f"tau50 <= {schema.T_UNIVERSE_GYR} Gyr (the age of the Universe)",
+    "tau10 <= tau50",
+)
+"""The physical rules every set of galaxy conditions obeys (schema units: Msun, Gyr)."""
+
+
+def check_condition_rules(values: np.ndarray, names: Sequence[str]) -> None:
+    """Raise if conditions break a physical rule of :data:`CONDITION_RULES`.
+
+    A galaxy has a positive stellar mass and a mean metal mass fraction between 0 and 1; the
+    10th and 50th percentiles of its stellar ages satisfy ``0 <= tau10 <= tau50 <= T``, with
+    ``T = 13.8 Gyr`` the age of the Universe. Rules of conditions the model does not use are
+    skipped.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Conditions in schema units (Msun, Gyr, Gyr, dimensionless), shape ``(C,)`` or ``(N, C)``.
+    names : sequence of str
+        Condition names, in the order of the last axis of ``values``.
+
+    Raises
+    ------
+    ConditionRangeError
+        Naming the broken rule and the first offending value (and its row for per-star arrays).
+    """
+    rows = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    col = {n: rows[:, i] for i, n in enumerate(names)}
+    t_max = schema.T_UNIVERSE_GYR
+    checks = []
+    if "M_stars" in col:
+        checks.append((CONDITION_RULES[0], col["M_stars"] > 0, ("M_stars",), ""))
+    if "Z_av" in col:
+        checks.append((CONDITION_RULES[1], (col["Z_av"] > 0) & (col["Z_av"] < 1), ("Z_av",), ""))
+    slip = (" (plain numbers are read in Gyr: was it given in Myr? pass a Quantity, e.g. "
+            "7000 * u.Myr)")
+    for name in ("tau10", "tau50"):
+        if name in col:
+            if name == "tau10":
+                checks.append((CONDITION_RULES[2], col[name] >= 0, (name,), ""))
+            rule = CONDITION_RULES[3] if name == "tau10" else CONDITION_RULES[4]
+            checks.append((rule, col[name] <= t_max, (name,), slip))
+    if "tau10" in col and "tau50" in col:
+        checks.append((CONDITION_RULES[5], col["tau10"] <= col["tau50"], ("tau10", "tau50"), ""))
+    for rule, ok, involved, hint in checks:
+        if not np.all(ok):
+            i = int(np.argmin(ok))
+            unit = {n: str(schema.column(n).unit) for n in involved}
+            got = ", ".join(f"{n} = {col[n][i]:.6g} {unit[n]}".rstrip() for n in involved)
+            where = f" (row {i})" if rows.shape[0] > 1 and values.ndim > 1 else ""
+            raise ConditionRangeError(
+                f"conditions break the rule {rule}: {got}{where}{hint}"
+            )
 
 
 def stars_to_array(
@@ -226,8 +287,9 @@ def check_training_range(
         scale = "dex" if log else (str(unit) if str(unit) else "")
         side = "below" if below >= above else "above"
         msg = (
-            f"{name} is {side} the training range [{lo:.4g}, {hi:.4g}] {unit} "
-            f"by {excess:.3g} {scale}".rstrip()
+            f"{name} is {side} the training range [{lo:.4g}, {hi:.4g}]"
+            + (f" {unit}" if str(unit) else "")
+            + f" by {excess:.3g} {scale}".rstrip()
         )
         if excess > max_excess * width:
             raise ConditionRangeError(

@@ -23,6 +23,7 @@ from astropy.table import QTable
 
 from . import __version__
 from .data import schema
+from .extrapolation import TrainingConditions
 from .flow import ConditionalSplineFlow, from_galacticflow
 from .inputs import check_training_range, parse_conditions, sample_conditions, stars_to_array
 from .io import FileFormatError, read_tree, write_tree
@@ -109,6 +110,10 @@ class GalaxyModel:
     training_range : mapping of str to (float, float), optional
         Range of every condition over the training galaxies, in schema units. Conditions outside
         it raise an :class:`~astroflow_gal.inputs.ExtrapolationWarning`.
+    training_conditions : TrainingConditions or mapping, optional
+        The conditions (schema units) and ids of the training galaxies: requested conditions are
+        then also judged jointly, by their distance to the nearest training galaxy
+        (:mod:`astroflow_gal.extrapolation`). Models without them check each condition alone.
     meta : dict, optional
         JSON-able description: name, training suite (seed, size, held-out ids), options.
     history : dict, optional
@@ -123,6 +128,7 @@ class GalaxyModel:
         normalizer: Normalizer,
         *,
         training_range: Mapping[str, Sequence[float]] | None = None,
+        training_conditions: TrainingConditions | Mapping[str, Any] | None = None,
         meta: Mapping[str, Any] | None = None,
         history: Mapping[str, Any] | None = None,
         marginals: Mapping[str, ConditionalSplineFlow] | None = None,
@@ -143,6 +149,16 @@ class GalaxyModel:
             if training_range
             else None
         )
+        if isinstance(training_conditions, Mapping):
+            training_conditions = TrainingConditions.from_dict(training_conditions)
+        if training_conditions is not None and (
+            tuple(training_conditions.names) != tuple(normalizer.condition_names)
+        ):
+            raise ValueError(
+                f"training conditions are for {training_conditions.names}, the model uses "
+                f"{normalizer.condition_names}"
+            )
+        self.training_conditions: TrainingConditions | None = training_conditions
         self.meta = dict(meta or {})
         self.history = dict(history or {})
         self.marginals: dict[str, ConditionalSplineFlow] = {}
@@ -208,10 +224,23 @@ class GalaxyModel:
             self.training_range,
             max_excess=math.inf if allow_extrapolation else 1.0,
         )
+        if self.training_conditions is not None:
+            self.training_conditions.check(values, allow_extrapolation)
         return values
 
     def _positive_columns(self) -> tuple[str, ...]:
-        return tuple(t.name for t in self.normalizer.star_transforms if t.log10)
+        # Values outside a column's support are not an input error: the eDF is zero there, and
+        # the normaliser gives them log f = -inf.
+        return ()
+
+    @property
+    def support(self) -> dict[str, tuple[float, float]]:
+        """Support ``(lower, upper)`` of every star column in schema units (``inf`` when open).
+
+        The eDF is zero outside it: sampled stars always lie inside, and :meth:`log_edf` is
+        ``-inf`` for stars outside (e.g. ``age`` outside ``(0, 13.8)`` Gyr or ``Z <= 0``).
+        """
+        return self.normalizer.star_supports
 
     def _flow_conditions(self, values: np.ndarray | torch.Tensor) -> torch.Tensor:
         c = torch.as_tensor(values, dtype=torch.float64)
@@ -483,7 +512,9 @@ class GalaxyModel:
         Returns
         -------
         numpy.ndarray
-            ``log f``, shape (N,), float64.
+            ``log f``, shape (N,), float64; ``-inf`` for stars outside the support of a column
+            (:attr:`support`: ``age`` outside ``(0, 13.8)`` Gyr, ``Z <= 0``), where the eDF is
+            zero.
         """
         arr = stars_to_array(stars, self.star_names, self._positive_columns())
         values = self._conditions(conditions, condition_values, allow_extrapolation)
@@ -607,6 +638,9 @@ class GalaxyModel:
             "flow": {"config": dict(self.flow.config), "weights": _cpu_state(self.flow)},
             "normalizer": self.normalizer.to_dict(),
             "training_range": self.training_range,
+            "training_conditions": (
+                None if self.training_conditions is None else self.training_conditions.to_dict()
+            ),
             "meta": self.meta,
             "history": self.history,
             "marginals": {
@@ -643,6 +677,7 @@ class GalaxyModel:
                 flow,
                 Normalizer.from_dict(tree["normalizer"]),
                 training_range=tree.get("training_range"),
+                training_conditions=tree.get("training_conditions"),
                 meta=tree.get("meta"),
                 history=tree.get("history"),
                 marginals=marginals,
@@ -886,11 +921,23 @@ class GalaxyModel:
             flows.pop("edf"),
             normalizer,
             training_range=training_range,
+            training_conditions=_training_conditions(train, tuple(condition_names)),
             meta=meta,
             history=histories,
             marginals=flows,
         )
         return model
+
+
+def _training_conditions(suite: Any, names: Sequence[str]) -> TrainingConditions | None:
+    """The ids and conditions (schema units) of a suite's galaxies; None for fewer than two."""
+    galaxies = list(suite)
+    if len(galaxies) < 2:
+        return None
+    values = [
+        [g.conditions[n].to_value(schema.column(n).unit) for n in names] for g in galaxies
+    ]
+    return TrainingConditions([g.id for g in galaxies], names, np.asarray(values, dtype=float))
 
 
 def _cpu_state(flow: ConditionalSplineFlow) -> dict[str, torch.Tensor]:
