@@ -31,6 +31,7 @@ __all__ = [
     "AGAMA_INSTALL_HINT",
     "AgamaDensity",
     "AgamaDF",
+    "AxisymmetrizedDensity",
     "compare_potentials",
     "stellar_potential",
     "to_agama_density",
@@ -83,8 +84,13 @@ def import_agama() -> Any:
     if not units:
         agama.setUnits(mass=1, length=1, velocity=1)
         return agama
-    wanted = {"mass": 1.0, "length": 1.0, "velocity": 1.0}
-    if any(not math.isclose(units.get(k, math.nan), v, rel_tol=1e-9) for k, v in wanted.items()):
+    # Agama returns Quantities when astropy is loaded, plain numbers (Msun, kpc, km/s) otherwise.
+    wanted = {"mass": u.Msun, "length": u.kpc, "velocity": u.km / u.s}
+    got = {
+        k: u.Quantity(units[k], unit).to_value(unit) if k in units else math.nan
+        for k, unit in wanted.items()
+    }
+    if any(not math.isclose(v, 1.0, rel_tol=1e-9) for v in got.values()):
         raise RuntimeError(
             f"Agama's units are {units}; these adapters work in Msun, kpc, km/s: call "
             "agama.setUnits(mass=1, length=1, velocity=1) before creating any Agama object"
@@ -191,8 +197,61 @@ class AgamaDensity:
         self.n_points += arr.shape[0]
         return out
 
+    def axisymmetrized(self, n_phi: int = 8) -> AxisymmetrizedDensity:
+        """This density averaged over azimuth (``n_phi`` angles) and over ``z -> -z``.
+
+        What an axisymmetric (``symmetry="a"``, ``mmax=0``) Agama expansion should be given: such
+        an expansion reads its input at one azimuth and at ``z >= 0`` only, while the learned
+        density is only approximately axisymmetric and reflection-symmetric.
+
+        Parameters
+        ----------
+        n_phi : int, optional
+            Azimuths averaged over (evenly spaced); each point costs ``2 n_phi`` evaluations.
+
+        Returns
+        -------
+        AxisymmetrizedDensity
+            Callable (N, 3) [kpc] -> (N,) [Msun/kpc3], with the same total mass.
+        """
+        return AxisymmetrizedDensity(self, _positive_int(n_phi, "n_phi"))
+
     def __repr__(self) -> str:
         return f"<AgamaDensity M_stars={self.mass:.4g} Msun, r_max={self.r_max:g} kpc>"
+
+
+class AxisymmetrizedDensity:
+    """Average of a density callable over azimuth and over ``z -> -z`` (Msun/kpc3).
+
+    Made by :meth:`AgamaDensity.axisymmetrized`.
+
+    Parameters
+    ----------
+    density : callable
+        Float64 (N, 3) [kpc] -> (N,) [Msun/kpc3].
+    n_phi : int
+        Evenly spaced azimuths averaged over.
+    """
+
+    def __init__(self, density: AgamaDensity, n_phi: int) -> None:
+        self.density = density
+        self.n_phi = n_phi
+        self.mass = density.mass
+        self.n_points = 0
+
+    def __call__(self, xyz: Any) -> np.ndarray:
+        """Axisymmetrised density in Msun/kpc3 at positions ``xyz`` (N, 3) in kpc."""
+        arr = _points(xyz, 3, "positions")
+        radius = np.hypot(arr[:, 0], arr[:, 1])
+        phi = 2 * np.pi * np.arange(self.n_phi) / self.n_phi
+        pts = np.empty((2, self.n_phi, arr.shape[0], 3))
+        pts[:, :, :, 0] = radius[None, None, :] * np.cos(phi)[None, :, None]
+        pts[:, :, :, 1] = radius[None, None, :] * np.sin(phi)[None, :, None]
+        pts[0, :, :, 2] = arr[:, 2]
+        pts[1, :, :, 2] = -arr[:, 2]
+        values = self.density(pts.reshape(-1, 3)).reshape(2 * self.n_phi, arr.shape[0])
+        self.n_points += arr.shape[0]
+        return values.mean(axis=0)
 
 
 def to_agama_density(
@@ -603,6 +662,7 @@ def stellar_potential(
     grid_size: int = 40,
     lmax: int = 8,
     n_particles: int = 300_000,
+    n_phi: int = 16,
     seed: int = 0,
     return_info: bool = False,
     allow_extrapolation: bool = False,
@@ -612,8 +672,9 @@ def stellar_potential(
     With ``source="density"`` the position-marginal density (:func:`to_agama_density`) is first
     tabulated on a grid (``agama.Density(type="DensityAzimuthalHarmonic", mmax=0, symmetry="a",
     fixOrder=True, ...)`` for CylSpline; ``type="DensitySphericalHarmonic"`` with ``lmax`` for
-    Multipole): a couple of thousand flow evaluations instead of the hundreds of thousands a
-    direct build asks for. With ``source="particles"`` the potential comes from ``n_particles``
+    Multipole), after averaging over azimuth and ``z -> -z``: ``2 n_phi`` flow evaluations at
+    each of a couple of thousand nodes instead of the hundreds of thousands of points a direct
+    build asks for. With ``source="particles"`` the potential comes from ``n_particles``
     stars of the full eDF (:func:`to_agama_particles`).
 
     CylSpline suits discs; a Multipole expansion is wrong for thin discs (measured on an
@@ -639,6 +700,10 @@ def stellar_potential(
         Spherical-harmonic order of a Multipole expansion.
     n_particles : int, optional
         Particles for ``source="particles"``.
+    n_phi : int, optional
+        Azimuths over which the density is averaged (with ``z -> -z``) before it is tabulated
+        (:meth:`AgamaDensity.axisymmetrized`): an axisymmetric expansion reads its input at one
+        azimuth only.
     seed : int, optional
         Seed of the sampled stars.
     return_info : bool, optional
@@ -694,7 +759,8 @@ def stellar_potential(
         common = {"particles": (xv[:, :3], masses), "symmetry": "a"}
         info["total_mass"] = float(masses.sum())
     else:
-        density = to_agama_density(model, conds, allow_extrapolation=allow_extrapolation)
+        raw = to_agama_density(model, conds, allow_extrapolation=allow_extrapolation)
+        density = raw.axisymmetrized(n_phi)
         if kind == "cylspline":
             table = agama.Density(
                 density=density, type="DensityAzimuthalHarmonic", symmetry="a", mmax=0,
@@ -707,7 +773,7 @@ def stellar_potential(
                 mmax=0, fixOrder=True, gridsizer=grid_size, rmin=grid["Rmin"],
                 rmax=grid["Rmax"],
             )
-        info["density_points"] = density.n_points
+        info["density_points"] = raw.n_points
         info["total_mass"] = float(table.totalMass())
         common = {"density": table, "symmetry": "a"}
     if kind == "cylspline":
