@@ -283,19 +283,10 @@ class Normalizer:
         cols = [t.inverse(values[:, i]) for i, t in enumerate(self.star_transforms)]
         return torch.stack(cols, dim=1)
 
-    def star_log_jacobian(self, stars: torch.Tensor) -> torch.Tensor:
-        """``log |det d flow / d physical|`` per star (N,), schema units; ``-inf`` outside."""
-        return self.stars_to_flow(stars)[1]
-
     # -- conditions ----------------
     def conditions_to_flow(self, conditions: torch.Tensor) -> torch.Tensor:
         """Conditions (..., C) in schema units -> flow space (..., C). No Jacobian."""
         cols = [t.forward(conditions[..., i]) for i, t in enumerate(self.condition_transforms)]
-        return torch.stack(cols, dim=-1)
-
-    def conditions_from_flow(self, values: torch.Tensor) -> torch.Tensor:
-        """Flow-space conditions (..., C) -> schema units (..., C)."""
-        cols = [t.inverse(values[..., i]) for i, t in enumerate(self.condition_transforms)]
         return torch.stack(cols, dim=-1)
 
     def subset(self, star_names: Sequence[str]) -> Normalizer:

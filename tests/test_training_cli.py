@@ -41,6 +41,13 @@ def suite_file(tmp_path_factory):
     return path
 
 
+def test_unknown_holdout_id_is_a_clear_error(tmp_path, suite_file, capsys):
+    code = main(["train", str(suite_file), "-o", str(tmp_path / "m.h5"), "--holdout", "nope",
+                 "--epochs", "1", "--no-progress"])
+    assert code == 2
+    assert "nope" in capsys.readouterr().err and not (tmp_path / "m.h5").exists()
+
+
 def test_train_writes_model_with_history_and_holdout(tmp_path, suite_file, capsys):
     from astroflow_gal.data import GalaxySuite
     from astroflow_gal.model import GalaxyModel

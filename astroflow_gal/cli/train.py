@@ -221,10 +221,7 @@ def _split(suite, args: argparse.Namespace, table: dict[str, Any]):
         holdout = None
     if holdout is None and n_holdout is None:
         return suite, None
-    split = suite.split(holdout=holdout, n_holdout=n_holdout, seed=seed)
-    missing = sorted(set(split.holdout_ids) - set(suite.ids))
-    if missing:
-        raise ValueError(f"held-out ids not in the suite: {missing}")
+    split = suite.split(holdout=holdout, n_holdout=n_holdout, seed=seed)  # unknown ids raise
     held = split.holdout
     return split.train, (held if len(held) else None)
 
