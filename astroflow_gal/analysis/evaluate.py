@@ -532,7 +532,7 @@ def write_figures(
 
         for fmt in formats:
             path = out / f"{stem}.{fmt}"
-            _save(fig, path, dpi=80 if stem == "corner" else 110, tight=stem != "corner")
+            _save(fig, path, dpi=70 if stem == "corner" else 110, tight=stem != "corner")
             written.append(path)
         plt.close(fig)
 

@@ -109,7 +109,7 @@ def comparison_corner_plot(
     norm = LogNorm(vmin=vmin, vmax=max(vmax, 2 * vmin))
     size = 1.55 * k + 1.2
     fig, axes = plt.subplots(k, k, figsize=(size, size), squeeze=False)
-    fig.subplots_adjust(left=0.08, right=0.92, bottom=0.08, top=0.92, wspace=0.06, hspace=0.06)
+    fig.subplots_adjust(left=0.08, right=0.92, bottom=0.07, top=0.89, wspace=0.06, hspace=0.06)
     image = None
     for row in range(k):
         for col in range(k):
@@ -151,12 +151,12 @@ def comparison_corner_plot(
     if k > 1:
         handles, names = axes[0, 0].get_legend_handles_labels()
         fig.legend(handles, [f"{names[0]} (lower triangle)", f"{names[1]} (upper triangle)"],
-                   loc="lower left", bbox_to_anchor=(0.08, 0.93), ncol=2, frameon=False,
+                   loc="lower left", bbox_to_anchor=(0.08, 0.945), ncol=2, frameon=False,
                    fontsize=9)
         if image is not None:
-            cax = fig.add_axes((0.935, 0.08, 0.012, 0.25))
-            bar = fig.colorbar(image, cax=cax)
-            bar.set_label("fraction of stars per bin", fontsize=7)
+            cax = fig.add_axes((0.5, 0.965, 0.18, 0.008))
+            bar = fig.colorbar(image, cax=cax, orientation="horizontal")
+            bar.set_label("fraction of stars per bin (both triangles)", fontsize=7)
             bar.ax.tick_params(labelsize=6)
     if title:
         fig.suptitle(title, fontsize=10, x=0.92, y=0.985, ha="right")
