@@ -1,0 +1,178 @@
+"""Train one eDF flow with one set of levers and record its learning curve in KL(truth || model).
+
+Builds a synthetic suite (size, seed and stars per galaxy are options), holds galaxies out, trains
+the ten-column eDF flow in chunks of steps (resumable checkpoints), and after every chunk measures
+KL(truth || model) per star against the exact eDF on
+
+* the suite's held-out galaxies (used for early stopping: the best chunk is kept),
+* every ``--train-every``-th training galaxy,
+* a fixed set of fresh galaxies from another seed (``--test-seed``): the same population, never
+  seen and never used for a choice; the fair comparison between suites of different sizes.
+
+Every line of ``<out>/curve.jsonl`` is one chunk; ``<out>/model.h5`` is the best model so far (eDF
+flow only). Used for the lever table of benchmarks/TRAINING.md::
+
+    python benchmarks/train_lever.py --out /work/runs/noise01 --condition-noise 0.1 --steps 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from astroflow_gal import GalaxyModel, GalaxySuite
+from astroflow_gal.analysis.metrics import kl_to_truth
+from astroflow_gal.data import schema
+from astroflow_gal.flow import ConditionalSplineFlow
+from astroflow_gal.inputs import ExtrapolationWarning
+from astroflow_gal.normalizer import Normalizer
+from astroflow_gal.training import TrainingData, train_flow
+
+
+def training_data(suite, normalizer: Normalizer, names=schema.STAR_NAMES) -> TrainingData:
+    """Flow-space tensors of a suite's stars under ``normalizer``."""
+    s, g, c = suite.to_arrays(tuple(names), schema.CONDITION_NAMES)
+    sub = normalizer.subset(names)
+    x, _ = sub.stars_to_flow(torch.from_numpy(s))
+    return TrainingData(
+        x=x.float(),
+        galaxy_index=torch.from_numpy(g).long(),
+        conditions=sub.conditions_to_flow(torch.from_numpy(c)).float(),
+    )
+
+
+def mean_kl(model, suite, ids, n_stars: int) -> tuple[float, list[float]]:
+    """Mean KL per star over the galaxies ``ids`` and the per-galaxy values."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        table = kl_to_truth(model, suite, ids, n_stars=n_stars, seed=1)
+    kl = [float(v) for v in table["kl"]]
+    return float(np.mean(kl)), kl
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="folder of this run (checkpoints, curve, model)")
+    p.add_argument("--n-galaxies", type=int, default=95)
+    p.add_argument("--suite-seed", type=int, default=0)
+    p.add_argument("--max-total-stars", type=int, default=2_000_000)
+    p.add_argument("--min-stars", type=int, default=2_000)
+    p.add_argument("--max-stars-per-galaxy", type=int, default=200_000)
+    p.add_argument("--n-holdout", type=int, default=5)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--n-layers", type=int, default=10)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--hidden-layers", type=int, default=2)
+    p.add_argument("--bins", type=int, default=10)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--schedule", default="paper")
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--condition-noise", type=float, default=0.0)
+    p.add_argument("--steps", type=int, default=3000, help="optimisation steps in total")
+    p.add_argument("--chunk", type=int, default=500, help="steps between KL measurements")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kl-stars", type=int, default=5000, help="truth stars per galaxy for KL")
+    p.add_argument("--train-every", type=int, default=9, help="KL on every k-th train galaxy")
+    p.add_argument("--init", help="start from the eDF flow of this model file (its architecture "
+                   "and the standardisation of its unbounded columns and conditions)")
+    p.add_argument("--test-seed", type=int, default=1000)
+    p.add_argument("--n-test", type=int, default=20)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "args.json").write_text(json.dumps(vars(args), indent=1))
+
+    t0 = time.perf_counter()
+    suite = GalaxySuite.synthetic(
+        n_galaxies=args.n_galaxies, seed=args.suite_seed, max_total_stars=args.max_total_stars,
+        min_stars=args.min_stars, max_stars_per_galaxy=args.max_stars_per_galaxy,
+    ).split(n_holdout=args.n_holdout, seed=args.split_seed)
+    train, holdout = suite.train, suite.holdout
+    test = GalaxySuite.synthetic(n_galaxies=args.n_test, seed=args.test_seed,
+                                 max_total_stars=args.n_test * 20_000)
+    stars, _, conds = train.to_arrays(schema.STAR_NAMES, schema.CONDITION_NAMES)
+    normalizer = Normalizer.fit(stars, conds)
+    config = dict(n_layers=args.n_layers, bins=args.bins, hidden=args.hidden,
+                  hidden_layers=args.hidden_layers)
+    flow = ConditionalSplineFlow(10, 4, **config, seed=args.seed)
+    if args.init:
+        # Warm start: the old flow's weights, and the old affine standardisation of every column
+        # whose map did not change (bounded columns keep the map fitted here).
+        init = GalaxyModel.load(args.init)
+        flow = ConditionalSplineFlow(**init.flow.config)
+        flow.load_state_dict(init.flow.state_dict())
+        old = {t.name: t for t in init.normalizer.star_transforms}
+        normalizer = Normalizer(
+            [t if t.bounded else old[t.name] for t in normalizer.star_transforms],
+            init.normalizer.condition_transforms,
+        )
+    data_train, data_val = training_data(train, normalizer), training_data(holdout, normalizer)
+    print(f"suite {len(train)} + {len(holdout)} galaxies, {stars.shape[0]} training stars, "
+          f"setup {time.perf_counter() - t0:.0f} s", flush=True)
+    train_ids = train.ids[:: args.train_every]
+    meta = {
+        "name": f"lever run {out.name}",
+        "suite_seed": args.suite_seed,
+        "n_galaxies": args.n_galaxies,
+        "suite_parameters": suite.meta.get("parameters"),
+        "holdout": list(holdout.ids),
+        "train_ids": list(train.ids),
+        "n_train_stars": int(stars.shape[0]),
+        "training": vars(args),
+    }
+    training_range = {n: [float(conds[:, i].min()), float(conds[:, i].max())]
+                      for i, n in enumerate(schema.CONDITION_NAMES)}
+    best = math.inf
+    train_time = 0.0
+    curve_path = out / "curve.jsonl"
+    done = 0
+    if curve_path.exists():
+        lines = [json.loads(s) for s in curve_path.read_text().splitlines() if s.strip()]
+        if lines:
+            done, train_time = lines[-1]["step"], lines[-1]["train_time_s"]
+            best = min(r["holdout_kl"] for r in lines)
+    targets = list(range(done + args.chunk, args.steps + 1, args.chunk))
+    if done == 0:
+        targets = [0, *targets]
+    for target in targets:
+        t = time.perf_counter()
+        result = train_flow(
+            flow, data_train, data_val, epochs=10_000, batch_size=args.batch_size, lr=args.lr,
+            schedule=args.schedule, seed=args.seed, checkpoint_dir=out / "ckpt",
+            checkpoint_every=args.chunk, resume=True, progress=False, max_steps=target,
+            weight_decay=args.weight_decay, condition_noise=args.condition_noise,
+        )
+        train_time += time.perf_counter() - t
+        model = GalaxyModel(flow, normalizer, training_range=training_range, meta=meta,
+                            history={"edf": result.history})
+        t = time.perf_counter()
+        kl_hold, per_hold = mean_kl(model, suite, holdout.ids, args.kl_stars)
+        kl_train, _ = mean_kl(model, suite, train_ids, args.kl_stars)
+        kl_test, per_test = mean_kl(model, test, test.ids, args.kl_stars)
+        row = {
+            "step": target, "epoch": target * args.batch_size / stars.shape[0],
+            "train_time_s": round(train_time, 1), "eval_s": round(time.perf_counter() - t, 1),
+            "holdout_kl": kl_hold, "train_kl": kl_train, "test_kl": kl_test,
+            "holdout_per_galaxy": per_hold, "test_per_galaxy": per_test,
+            "lr": result.history["lr"][-1] if result.history["lr"] else None,
+        }
+        with open(curve_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps({k: v for k, v in row.items() if "per_galaxy" not in k}), flush=True)
+        if kl_hold < best:
+            best = kl_hold
+            model.save(out / "model.h5")
+        flow.train()
+
+
+if __name__ == "__main__":
+    main()
