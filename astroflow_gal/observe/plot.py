@@ -75,9 +75,9 @@ def plot_sky(
         ax.scatter(lon, lat, s=size, color="k", rasterized=True, linewidths=0)
     ticks = np.radians([-150, -120, -90, -60, -30, 0, 30, 60, 90, 120, 150])
     ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{int(t)}°" for t in (-np.degrees(ticks)) % 360], fontsize=7)
+    ax.set_xticklabels([f"{round(t) % 360}°" for t in -np.degrees(ticks)], fontsize=7)
     ax.grid(True, alpha=0.4)
-    ax.set_title(f"{len(rows):,} stars, Galactic coordinates (l, b)", fontsize=10)
+    ax.set_title(f"{len(rows):,} stars, Galactic coordinates (l, b)", fontsize=10, pad=14)
     if path is not None:
         fig.savefig(path, dpi=150, bbox_inches="tight")
     return fig
