@@ -1,7 +1,8 @@
 """Plots of galaxy samples: corner plots of the star columns and radial profiles.
 
 Matplotlib is imported inside the functions that draw (install it with ``pip install
-matplotlib``); without a display the non-interactive Agg backend is used. Every plotting function
+matplotlib``); the backend is left to the user (matplotlib itself falls back to the
+non-interactive Agg backend without a display). Every plotting function
 returns its :class:`matplotlib.figure.Figure` and writes it to ``path`` when one is given.
 :func:`radial_profiles` is pure numerics (no matplotlib) and returns an :class:`xarray.Dataset`.
 """
@@ -9,7 +10,6 @@ returns its :class:`matplotlib.figure.Figure` and writes it to ``path`` when one
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,18 +25,11 @@ _REFERENCE_COLOUR = "C1"
 
 
 def _pyplot() -> Any:
-    """``matplotlib.pyplot``, on the Agg backend when there is no display."""
+    """``matplotlib.pyplot``; the backend is the user's (matplotlib picks Agg without a display)."""
     try:
-        import matplotlib
+        import matplotlib.pyplot as plt
     except ImportError as err:  # pragma: no cover - matplotlib is a declared dependency
         raise ImportError("plots need matplotlib: pip install matplotlib") from err
-    headless = sys.platform.startswith("linux") and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    )
-    if headless and "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     return plt
 
 
