@@ -84,6 +84,15 @@ def test_hernquist_in_a_wrong_potential_has_a_large_residual(mass, a):
     assert np.median(np.abs(res)) > 1e-3
 
 
+@pytest.mark.parametrize("k", [0.5, 0.8, 1.3, 3.0])
+def test_mass_scaled_potential_gives_the_exact_residual(k):
+    # With a = k a_true: streaming = g v.grad Phi, forcing = -k g v.grad Phi, so
+    # |r| = |1 - k| / (1 + k) at every point, exactly.
+    x, v = bound_points(500, seed=7)
+    res = cbe_residual(hernquist_log_f, hernquist_acc(k * M), x, v)
+    np.testing.assert_allclose(np.abs(res), abs(1 - k) / (1 + k), rtol=1e-10)
+
+
 def test_residual_grows_with_the_mass_error():
     x, v = bound_points(1000, seed=2)
     msq = [np.mean(cbe_residual(hernquist_log_f, hernquist_acc(k * M), x, v) ** 2)
