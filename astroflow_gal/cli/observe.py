@@ -199,10 +199,7 @@ def run_survey(args: argparse.Namespace) -> int:
     _say(f"Sun at R = {sun.R:.4g}, z = {sun.z:.4g}, azimuth = {sun.azimuth:.4g}, "
          f"velocity ({v[0]:.2f}, {v[1]:.2f}, {v[2]:.2f}) km/s")
     catalogue = observe.survey(stars, sun, errors=errors, selection=selection, seed=args.seed)
-    with warnings.catch_warnings():
-        # 'dex' is kept for astropy readers; other FITS readers see no unit for [Fe/H], [O/Fe]
-        warnings.filterwarnings("ignore", message=".*could not be saved in native FITS")
-        observe.write_catalogue(catalogue, args.output)
+    observe.write_catalogue(catalogue, args.output)
     counts = ", ".join(f"{k} {v:,}" for k, v in catalogue.meta["counts"].items())
     _say(f"stars left after each cut: {counts}")
     _say(f"wrote {len(catalogue):,} stars to {args.output}")

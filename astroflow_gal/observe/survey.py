@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -242,8 +243,9 @@ def write_catalogue(catalogue: QTable, path: str | os.PathLike, overwrite: bool 
     catalogue : astropy.table.QTable
         A table from :func:`survey`.
     path : str or path-like
-        ``.fits`` (metadata as JSON in header keyword ``AFGMETA``), ``.ecsv`` or ``.h5``/``.hdf5``
-        (metadata as YAML, astropy's own way).
+        ``.fits`` (metadata as JSON in header keyword ``AFGMETA``; FITS has no ``dex``, so
+        readers other than astropy see no unit for [Fe/H] and [O/Fe]), ``.ecsv`` or
+        ``.h5``/``.hdf5`` (metadata as YAML, astropy's own way).
     overwrite : bool
         Replace an existing file.
 
@@ -260,7 +262,10 @@ def write_catalogue(catalogue: QTable, path: str | os.PathLike, overwrite: bool 
         if suffix in (".fits", ".fit"):
             table = QTable(catalogue, copy=False)
             table.meta = {_FITS_META_KEY: json.dumps(catalogue.meta)}
-            table.write(tmp, format="fits", overwrite=True)
+            with warnings.catch_warnings():
+                # FITS has no 'dex': astropy reads it back, other readers see no unit (documented)
+                warnings.filterwarnings("ignore", message=".*could not be saved in native FITS")
+                table.write(tmp, format="fits", overwrite=True)
         elif suffix == ".ecsv":
             catalogue.write(tmp, format="ascii.ecsv", overwrite=True)
         elif suffix in (".h5", ".hdf5"):
