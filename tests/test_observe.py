@@ -216,6 +216,16 @@ def test_bad_input_names_the_argument():
         observe.ifu_maps(stars, 10 * u.Mpc, 30 * u.deg, pixel=2 * u.arcmin, fov=60 * u.arcsec)
     with pytest.raises(ValueError, match="distance"):
         observe.project(stars, 0 * u.Mpc, 30 * u.deg)
+    with pytest.raises(ValueError, match="distance"):
+        observe.ifu_maps(stars, np.nan * u.Mpc, 30 * u.deg)
+    with pytest.raises(ValueError, match="sun.azimuth"):
+        SunPosition(azimuth=np.inf * u.deg)
+    with pytest.raises(ValueError, match="fov"):
+        observe.ifu_maps(stars, 10 * u.Mpc, 30 * u.deg, fov=[1, 2, 3] * u.arcsec)
+    with pytest.raises(ValueError, match="errors\\['parallax'\\]"):
+        observe.survey(stars, errors={"parallax": -1 * u.mas}, seed=0)
+    with pytest.raises(u.UnitConversionError, match="errors\\['parallax'\\]"):
+        observe.survey(stars, errors={"parallax": lambda cat: cat["distance"]}, seed=0)
     with pytest.raises(ValueError, match="psf_fwhm"):
         observe.ifu_maps(stars, 10 * u.Mpc, 30 * u.deg, psf_fwhm=np.nan * u.arcsec)
 

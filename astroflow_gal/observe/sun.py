@@ -15,7 +15,7 @@ import astropy.units as u
 import numpy as np
 from astropy.coordinates import ICRS
 
-from ._checks import labels, phase_space, quantity, quantity_record
+from ._checks import phase_space, quantity, quantity_record
 
 __all__ = [
     "SunPosition",
@@ -202,7 +202,6 @@ def local_mean_rotation(
         Mean v_phi [km/s], positive for stars rotating with the galaxy (about +z).
     """
     pos, vel = phase_space(stars)
-    labels(stars)  # checks the labels' units when present
     R = quantity("R", R, u.kpc, positive=True).value
     dR = quantity("dR", dR, u.kpc, positive=True).value
     max_abs_z = quantity("max_abs_z", max_abs_z, u.kpc, positive=True).value
