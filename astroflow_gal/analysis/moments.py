@@ -5,16 +5,26 @@ gives the density ``int f dw`` (the position marginal) and, divided by it, the d
 ``w`` there. :func:`edf_moments` integrates over ``w`` by self-normalised importance sampling with a
 proposal adapted to every position:
 
-1. a pilot sample of the model gives the ``n_neighbours`` stars nearest to ``x``; a multivariate
-   Student-t (5 degrees of freedom) with their mean and twice their covariance over
-   ``u = (v, log10 Z, [Fe/H], [O/Fe], age)`` is the first proposal;
+1. a pilot sample of the model gives the ``n_neighbours`` stars nearest to ``x``. The first
+   proposal over ``u = (v, log10 Z, [Fe/H], [O/Fe], age)`` is a mixture of a Gaussian kernel
+   mixture on the neighbours (kernel covariance 0.6^2 times theirs: it keeps the mix of
+   populations found there), a Student-t (5 degrees of freedom) with their mean and twice their
+   covariance, and a Student-t with their mean and the covariance of the whole pilot sample (so
+   that a rare, broad population such as a halo under a disc is drawn);
 2. a quarter of the draws come from it; their importance weights ``f / q`` give the mean and
-   covariance of ``u`` under the eDF at ``x``, and a Student-t with those moments (covariance
-   inflated by 1.5^2, heavier tails than the target) draws the remaining three quarters;
+   covariance of ``u`` under the eDF at ``x``, and the other three quarters come from the first
+   mixture (70 %) plus a Student-t with those moments (30 %, scale 1.2^2 times the covariance);
 3. the estimates use the second-stage draws: ``int f dw = mean(f/q)`` (unbiased, error
    ``std(f/q) / sqrt(n)``), and means and covariances ``sum r g / sum r`` with ``r = f/q``
    (delta-method errors ``sqrt(sum r^2 (g - <g>)^2) / sum r``). The effective sample size
    ``(sum r)^2 / sum r^2`` is reported per position.
+
+Measured against the exact synthetic truth (12 positions in a disc galaxy with a spheroid,
+3,000 draws, 4 seeds): the errors of the density, the mean velocities and ``sigma_R`` are
+right (root-mean-square pull 0.9-1.2); those of ``sigma_phi`` and ``sigma_z`` are too small by a
+factor of about 1.5, and those estimates are biased low by about half an error, because a rare
+broad population (2-5 % of the stars with three times the dispersion) is drawn too rarely. More
+draws shrink both.
 
 Why importance sampling rather than a quadrature: the integral is seven-dimensional (a tensor
 grid of even 10 nodes per axis needs 10^7 flow evaluations per position) and the conditional
@@ -42,7 +52,9 @@ __all__ = ["edf_moments"]
 
 _NU = 5.0  # degrees of freedom of the Student-t proposals
 _FIRST_INFLATION = 2.0  # covariance factor of the first (neighbour) proposal
-_SECOND_INFLATION = 1.5**2  # covariance factor of the adapted proposal
+_SECOND_INFLATION = 1.2**2  # scale factor of the adapted proposal (a t's variance is 5/3 of it)
+_BANDWIDTH = 0.6  # kernel width of the neighbour mixture, in units of the neighbours' spread
+_ADAPTED = 0.3  # share of the second stage drawn from the adapted Student-t
 _CHEMISTRY = ("age", "feh", "ofe")
 
 
@@ -91,6 +103,40 @@ def _t_logpdf(u_values: np.ndarray, mean: np.ndarray, chol: np.ndarray) -> np.nd
         - 0.5 * d * math.log(_NU * math.pi) - log_det
         - 0.5 * (_NU + d) * np.log1p(maha / _NU)
     )
+
+
+def _kde_sample(rng: np.random.Generator, centres: np.ndarray, chol: np.ndarray,
+                n: int) -> np.ndarray:
+    """n draws of a Gaussian kernel mixture: a random centre plus N(0, chol chol^T)."""
+    pick = rng.integers(0, len(centres), n)
+    return centres[pick] + rng.standard_normal((n, centres.shape[1])) @ chol.T
+
+
+def _kde_logpdf(u_values: np.ndarray, centres: np.ndarray, chol: np.ndarray) -> np.ndarray:
+    d = centres.shape[1]
+    inv = np.linalg.inv(chol)
+    a = u_values @ inv.T
+    b = centres @ inv.T
+    maha = (a * a).sum(1)[:, None] - 2.0 * a @ b.T + (b * b).sum(1)[None, :]
+    log_det = np.sum(np.log(np.diag(chol)))
+    return (special.logsumexp(-0.5 * np.maximum(maha, 0.0), axis=1) - math.log(len(centres))
+            - log_det - 0.5 * d * math.log(2.0 * math.pi))
+
+
+def _mixture_sample(rng: np.random.Generator, parts: list, n: int) -> np.ndarray:
+    """Draws of a mixture ``[(weight, kind, a, chol), ...]``, each part its share of ``n``."""
+    counts = [int(math.floor(w * n)) for w, *_ in parts]
+    counts[0] += n - sum(counts)
+    out = []
+    for (_, kind, a, chol), k in zip(parts, counts, strict=True):
+        out.append(_t_sample(rng, a, chol, k) if kind == "t" else _kde_sample(rng, a, chol, k))
+    return np.concatenate(out, axis=0)
+
+
+def _mixture_logpdf(u_values: np.ndarray, parts: list) -> np.ndarray:
+    logs = [math.log(w) + (_t_logpdf(u_values, a, chol) if kind == "t"
+                           else _kde_logpdf(u_values, a, chol)) for w, kind, a, chol in parts]
+    return np.logaddexp.reduce(logs, axis=0)
 
 
 def _safe_chol(cov: np.ndarray, floor: np.ndarray) -> np.ndarray:
@@ -244,28 +290,34 @@ def edf_moments(
         return np.sum(np.where(log_cols, u_draws * math.log(10.0) + math.log(math.log(10.0)),
                                0.0), axis=-1)
 
-    # Stage 1: proposals from the neighbours.
-    chols1 = []
-    means1 = []
+    # Stage 1: proposals from the neighbours: a kernel mixture on them (it keeps the mix of
+    # populations found there), a Student-t with their mean and twice their covariance, and a
+    # Student-t with their mean and the covariance of the whole pilot sample.
+    parts1 = []
+    # The spread of the whole galaxy: rare broad populations (a halo under a disc) get draws.
+    chol_global = _safe_chol(np.cov(u_pilot, rowvar=False), floor)
     draws1 = np.empty((n_pos, n_first, d))
     logq1 = np.empty((n_pos, n_first))
     for p in range(n_pos):
         nb = u_pilot[nearest[p]]
-        mean = nb.mean(axis=0)
-        chol = _safe_chol(_FIRST_INFLATION * np.cov(nb, rowvar=False), floor)
-        means1.append(mean)
-        chols1.append(chol)
-        draws1[p] = _t_sample(rng, mean, chol, n_first)
-        logq1[p] = _t_logpdf(draws1[p], mean, chol)
+        cov = np.cov(nb, rowvar=False)
+        kernel = _safe_chol(_BANDWIDTH**2 * cov, floor)
+        parts = [(0.3, "kde", nb, kernel),
+                 (0.3, "t", nb.mean(axis=0), _safe_chol(_FIRST_INFLATION * cov, floor)),
+                 (0.4, "t", nb.mean(axis=0), chol_global)]
+        parts1.append(parts)
+        draws1[p] = _mixture_sample(rng, parts, n_first)
+        logq1[p] = _mixture_logpdf(draws1[p], parts)
     log_r1 = evaluate(draws1) - logq1 + log_jacobian(draws1)
 
-    # Stage 2: a proposal with the eDF's moments at the position.
+    # Stage 2: add a Student-t with the eDF's own moments at the position (from the weighted
+    # first-stage draws) to the first-stage mixture.
     draws2 = np.empty((n_pos, n_second, d))
     logq2 = np.empty((n_pos, n_second))
     for p in range(n_pos):
         lr = log_r1[p]
         finite = np.isfinite(lr)
-        mean, chol = means1[p], chols1[p]
+        parts = [(w * (1.0 - _ADAPTED), kind, a, c) for w, kind, a, c in parts1[p]]
         if finite.sum() >= 2:
             r = np.exp(lr[finite] - lr[finite].max())
             ess = r.sum() ** 2 / np.sum(r * r)
@@ -274,9 +326,14 @@ def edf_moments(
                 mean = r @ u_f / r.sum()
                 dev = u_f - mean
                 cov = np.einsum("n,ni,nj->ij", r, dev, dev) / r.sum()
-                chol = _safe_chol(_SECOND_INFLATION * cov, floor)
-        draws2[p] = _t_sample(rng, mean, chol, n_second)
-        logq2[p] = _t_logpdf(draws2[p], mean, chol)
+                parts = [(_ADAPTED, "t", mean, _safe_chol(_SECOND_INFLATION * cov, floor)),
+                         *parts]
+            else:
+                parts = parts1[p]
+        else:
+            parts = parts1[p]
+        draws2[p] = _mixture_sample(rng, parts, n_second)
+        logq2[p] = _mixture_logpdf(draws2[p], parts)
     log_r2 = evaluate(draws2) - logq2 + log_jacobian(draws2)
 
     R = np.hypot(pos[:, 0], pos[:, 1])
