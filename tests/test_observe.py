@@ -334,6 +334,15 @@ def test_absolute_magnitudes_become_apparent():
     expected = 4.0 + 5 * np.log10(cat["distance"].to_value(u.pc) / 10)
     np.testing.assert_allclose(cat["M_G"].to_value(u.mag), expected)
     assert np.all(cat["M_G_abs"] == 4.0 * u.mag)
+    # errors that grow with the apparent magnitude, as Gaia's do
+    def sigma_of_g(c):
+        return 0.02 * u.mas * 10 ** (0.2 * (c["M_G"].to_value(u.mag) - 15))
+
+    noisy = observe.survey(stars, magnitude="M_G", absolute_magnitude=True,
+                           errors={"parallax": sigma_of_g}, seed=0)
+    np.testing.assert_allclose(noisy["parallax_error"].to_value(u.mas),
+                               0.02 * 10 ** (0.2 * (expected - 15)))
+    assert noisy.meta["errors"]["parallax"].startswith("callable")
 
 
 @pytest.mark.parametrize("suffix", [".fits", ".ecsv", ".h5"])
