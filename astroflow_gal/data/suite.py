@@ -679,14 +679,11 @@ def make_synthetic_suite(n_galaxies: int = 95, seed: int = 0, **kwargs: Any) -> 
 
     Parameters
     ----------
-    n_galaxies : int
-        Number of galaxies.
-    seed : int
-        Seed of everything (the suite is identical for the same arguments).
-    **kwargs
-        ``max_total_stars``, ``min_stars``, ``max_stars_per_galaxy``, ``log_mass_range`` [log10
-        Msun], ``spheroid_truncation``, ``id_prefix``: see
-        :func:`astroflow_gal.data.synthetic.synthetic_galaxies`.
+    n_galaxies, seed, **kwargs
+        The arguments of :func:`astroflow_gal.data.synthetic.synthetic_galaxies`: the number of
+        galaxies, the seed of everything, ``max_total_stars``, ``min_stars``,
+        ``max_stars_per_galaxy``, ``log_mass_range`` [log10 Msun], ``spheroid_truncation``,
+        ``id_prefix``.
 
     Returns
     -------

@@ -26,6 +26,9 @@ from .trainer import train_flow
 
 __all__ = ["FitResult", "fit_flows"]
 
+# training options recorded in the model's meta["training"]
+_RECORDED = ("epochs", "batch_size", "lr", "schedule", "optimizer", "max_steps")
+
 
 @dataclass
 class FitResult:
@@ -73,20 +76,11 @@ def fit_flows(
     *,
     targets: Mapping[str, Sequence[str]],
     condition_names: Sequence[str],
-    epochs: int,
-    batch_size: int = 1024,
-    lr: float = 9e-5,
-    schedule: str = "paper",
-    optimizer: str = "radam",
     seed: int = 0,
-    device: str | torch.device | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
-    checkpoint_every: int | None = 200,
-    resume: bool = False,
-    progress: bool | None = None,
     flow_config: Mapping[str, Any] | None = None,
-    max_steps: int | None = None,
     name: str | None = None,
+    **train_options: Any,
 ) -> FitResult:
     """Train one flow per target on a suite of galaxies by maximum likelihood.
 
@@ -102,11 +96,6 @@ def fit_flows(
         fit the normaliser (``{"edf": STAR_NAMES, "position": ("x", "y", "z")}``).
     condition_names : sequence of str
         Conditions the flows are conditioned on, from the schema.
-    epochs, batch_size, lr, schedule, optimizer, device, checkpoint_every, resume, progress
-        As for :func:`~astroflow_gal.training.train_flow` (``batch_size`` in stars, ``lr``
-        dimensionless).
-    max_steps : int, optional
-        Stop each flow's training after this many steps.
     seed : int
         Seed of the first target's initial weights and data order; target ``k`` uses
         ``seed + k``.
@@ -116,11 +105,17 @@ def fit_flows(
         Architecture overrides of :class:`~astroflow_gal.flow.ConditionalSplineFlow`.
     name : str, optional
         Name recorded in ``meta``.
+    **train_options
+        Passed on to :func:`~astroflow_gal.training.train_flow` for every target: ``epochs``
+        (required), ``batch_size`` (stars), ``lr``, ``schedule``, ``optimizer``, ``device``,
+        ``checkpoint_every`` (steps), ``resume``, ``progress``, ``max_steps``, ...
 
     Returns
     -------
     FitResult
     """
+    if "epochs" not in train_options:
+        raise TypeError("fit_flows() needs the number of epochs (epochs=...)")
     if len(train) == 0:
         raise ValueError("the training suite holds no galaxies")
     if not targets:
@@ -143,18 +138,9 @@ def fit_flows(
             flow,
             _training_data(train, normalizer, names, condition_names),
             _training_data(validation, normalizer, names, condition_names),
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            schedule=schedule,
-            optimizer=optimizer,
             seed=seed + offset,
-            device=device,
             checkpoint_dir=ckpt,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-            progress=progress,
-            max_steps=max_steps,
+            **train_options,
         )
         flow.load_state_dict(result.best_state)
         flows[kind] = flow
@@ -177,8 +163,8 @@ def fit_flows(
         "holdout": list(getattr(validation, "ids", [])) if validation is not None else [],
         "n_train_stars": int(stars.shape[0]),
         "training": {
-            "epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule,
-            "optimizer": optimizer, "seed": seed, "max_steps": max_steps,
+            **{key: train_options.get(key) for key in _RECORDED},
+            "seed": seed,
         },
     }
     return FitResult(flows, normalizer, training_range, meta, histories)
