@@ -29,6 +29,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
+from ..data import schema
 from .metrics import (
     KL_FACTORS,
     check_compatible,
@@ -312,13 +313,16 @@ def evaluate(
     """
     ids = check_compatible(model, suite, galaxy_ids)
     check_compatible(model, suite)  # every reference galaxy must hold stars too
+    full_edf = tuple(model.star_names) == schema.STAR_NAMES
     if kl is None:
-        kl = getattr(suite, "truth", None) is not None
+        kl = getattr(suite, "truth", None) is not None and full_edf
     elif kl and getattr(suite, "truth", None) is None:
         raise ValueError(
             "KL was asked for, but the suite has no exact truth (suite.truth is None); "
             "pass kl=False (KL needs a synthetic suite)"
         )
+    elif kl and not full_edf:
+        raise ValueError("KL against the truth needs a model over all ten schema star columns")
     max_stars = _positive_int(max_stars, "max_stars", 10)
     n_kl_stars = _positive_int(n_kl_stars, "n_kl_stars", 2)
     kernel_permutations = _positive_int(kernel_permutations, "kernel_permutations")
