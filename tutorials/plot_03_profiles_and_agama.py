@@ -49,7 +49,7 @@ print(young.attrs["selection"], "-", young.attrs["n_stars_selected"], "stars")
 # ``edf_moments`` integrates the eDF over velocity, chemistry and age at each position. It also
 # reports two densities: ``rho`` from the position-marginal flow and ``rho_edf`` from the full
 # eDF integrated over the other columns; where they differ, the two flows disagree. We compare
-# with stars in a thin mid-plane slab (|z| < 0.2 kpc) binned in R.
+# with stars in a thin mid-plane slab (``|z| < 0.2 kpc``) binned in R.
 slab = profiles(stars, bins=edges, zbins=[-0.2, 0.2] * u.kpc, n_bootstrap=30)
 R = slab["R"].values[::2]
 positions = np.stack([R, np.zeros_like(R), np.zeros_like(R)], axis=1) * u.kpc
