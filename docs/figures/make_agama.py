@@ -43,8 +43,13 @@ RADII_ENCLOSED = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
 
 
 def enclosed_mass_of_density(rho, radii, r_out=300.0):
-    """M(<r) of a density callable by quadrature in (ln r, cos theta, phi)."""
-    n_r, n_t, n_p = 160, 24, 8
+    """M(<r) of a density callable by quadrature in (ln r, cos theta, phi).
+
+    Trapezoid in ln r (160 nodes, 1e-3 to r_out kpc), Gauss-Legendre in cos theta (96 nodes: the
+    disc is thin), midpoints in phi (16: the learned density is not exactly axisymmetric). Doubling
+    the theta or phi nodes changed M(<20 kpc) and the total by < 0.1 % when this was set up.
+    """
+    n_r, n_t, n_p = 160, 96, 16
     ln_r = np.linspace(np.log(1e-3), np.log(r_out), n_r)
     d_ln_r = ln_r[1] - ln_r[0]
     mu, w_mu = np.polynomial.legendre.leggauss(n_t)
