@@ -350,8 +350,8 @@ def test_worker_errors_reach_the_caller_after_every_block():
     assert sorted(done) == finished  # nothing ran after the call returned
 
 
-def test_forked_child_gets_its_own_worker_pool():
-    """A child forked after the parent used its worker pool samples without hanging."""
+def test_forked_child_samples_with_workers():
+    """A child forked after the parent ran blocks on worker threads samples without hanging."""
     import multiprocessing
 
     flow = _flow(4, 0, torch.float32, seed=1)
@@ -367,3 +367,55 @@ def test_forked_child_gets_its_own_worker_pool():
 def _sample_in_child(flow):
     with torch.no_grad():
         return flow.sample(200, generator=torch.Generator().manual_seed(0))
+
+
+def test_no_worker_thread_outlives_a_call_and_thread_count_is_restored():
+    """Blocks on workers start their threads for the call and join them before it returns;
+    torch's thread count is back at the caller's value (here an unusual one, 3)."""
+    import threading
+
+    flow = _flow(4, 0, torch.float32, seed=1)
+    flow.chunk_size, flow.workers = 32, 2
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with torch.no_grad():
+            flow.sample(300, generator=torch.Generator().manual_seed(0))
+        assert torch.get_num_threads() == 3
+        alive = [t.name for t in threading.enumerate() if t.name.startswith("astroflow-gal")]
+        assert alive == []
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_concurrent_calls_restore_the_callers_thread_count():
+    """Two program threads sampling at the same time (their worker blocks overlapping) leave
+    torch's process-wide thread count at the caller's value, not at the workers' 1."""
+    import threading
+
+    flow = _flow(4, 0, torch.float32, seed=1)
+    flow.chunk_size, flow.workers = 16, 2
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def sample_many():
+        try:
+            barrier.wait()
+            for k in range(15):
+                with torch.no_grad():
+                    flow.sample(400, generator=torch.Generator().manual_seed(k))
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    try:
+        threads = [threading.Thread(target=sample_many) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert errors == []
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

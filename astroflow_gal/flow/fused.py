@@ -46,7 +46,9 @@ __all__ = ["ENV_SWITCH", "available", "fused_spline", "fused_wanted", "library_p
 #: Environment variable that switches the fused spline off (``0``) or requires it (``1``).
 ENV_SWITCH = "ASTROFLOW_GAL_FUSED_SPLINE"
 
-_FLAGS = ["-O3", "-fPIC", "-shared", "-pthread", "-ffp-contract=off", "-std=c99"]
+_FLAGS = [
+    "-O3", "-fPIC", "-shared", "-pthread", "-ffp-contract=off", "-fno-trapping-math", "-std=gnu99"
+]
 _LOCK = threading.Lock()
 _STATE: dict = {}
 

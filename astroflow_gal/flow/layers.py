@@ -48,19 +48,36 @@ class MLP(nn.Module):
         self.negative_slope = float(negative_slope)
         self._linears = [m for m in modules if isinstance(m, nn.Linear)]
 
+    def _transposed_weights(self) -> list[torch.Tensor]:
+        """The weights transposed to (in, out) row-major, kept until a weight changes (its
+        storage, or its version counter, which every in-place update advances)."""
+        key = tuple((lin.weight.data_ptr(), lin.weight._version) for lin in self._linears)
+        cache = self._transposed_cache
+        if cache is None or cache[0] != key:
+            with torch.no_grad():
+                cache = (key, [lin.weight.t().contiguous() for lin in self._linears])
+            self._transposed_cache = cache
+        return cache[1]
+
+    _transposed_cache: tuple | None = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # In-place activations: the Linear outputs are temporaries, and LeakyReLU with a
         # positive slope can take its gradient from its own output.
         inplace = self.negative_slope > 0
-        transposed = not torch.is_grad_enabled()
+        if not torch.is_grad_enabled():
+            # addmm with the weight transposed to (in, out) row-major: BLAS is much faster for
+            # odd output widths (3 K - 1 per dimension) than with the (out, in) layout. The
+            # transposed copies are made once, not once per block of rows.
+            for linear, weight_t in zip(self._linears, self._transposed_weights(), strict=True):
+                x = torch.addmm(linear.bias, x, weight_t)
+                x = F.leaky_relu_(x, self.negative_slope) if inplace else F.leaky_relu(
+                    x, self.negative_slope
+                )
+            return x
         for linear in self._linears:
-            if transposed:
-                # addmm with the weight transposed to (in, out) row-major: BLAS is much faster
-                # for odd output widths (3 K - 1 per dimension) than with the (out, in) layout.
-                x = torch.addmm(linear.bias, x, linear.weight.t().contiguous())
-            else:
-                # Under autograd the transposed copy (and its backward) costs more than it saves.
-                x = F.linear(x, linear.weight, linear.bias)
+            # Under autograd the transposed copy (and its backward) costs more than it saves.
+            x = F.linear(x, linear.weight, linear.bias)
             if inplace:
                 x = F.leaky_relu_(x, self.negative_slope)
             else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -280,7 +280,12 @@ class ConditionalSplineFlow(nn.Module):
         grouped by condition; the result is the same. On the CPU, :attr:`workers` blocks
         (default: ``torch.get_num_threads()``) run at once, each on one thread: for the flow's
         small matrices this uses the cores better than splitting every operation across them.
-        Torch's thread count is set to 1 for the duration of the call and restored after it.
+        The worker threads are started for the call and joined before it returns.
+
+        .. warning:: Torch's thread count is process-wide: while such a call runs, it is 1 for
+           every thread of the program (other threads running torch then run single-threaded).
+           It is restored when the last concurrent call returns. Set ``flow.workers = 1`` to
+           leave it untouched (the blocks then run one after another with torch's threads).
 
         Parameters
         ----------
@@ -372,38 +377,38 @@ class ConditionalSplineFlow(nn.Module):
 
 
 # -- blocks on several threads ---------------------------------------------------------------
-_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """A shared pool of ``workers`` threads, each running torch operations on one thread.
-
-    Pools are kept per process: a process forked from one that had a pool gets a new one (the
-    threads of the parent's pool do not exist in the child).
-    """
-    key = (os.getpid(), workers)
-    if key not in _POOLS:
-        _POOLS[key] = ThreadPoolExecutor(
-            workers, thread_name_prefix="astroflow-gal", initializer=torch.set_num_threads,
-            initargs=(1,),
-        )
-    return _POOLS[key]
+# Torch's thread count is process-wide. Calls running blocks on workers lower it to 1 while any
+# of them runs: the first to enter saves the caller's count, the last to leave restores it, so
+# concurrent calls from several threads of a program cannot leave it at 1.
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = {"active": 0, "saved": None}
 
 
 @contextmanager
 def _single_threaded_torch() -> Iterator[None]:
-    """Torch (and its BLAS) on one thread inside the block; the previous count restored."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """Torch (and its BLAS) on one thread inside the block; the caller's count restored after
+    the last of any concurrent blocks."""
+    with _THREADS_LOCK:
+        if _THREADS_STATE["active"] == 0:
+            _THREADS_STATE["saved"] = torch.get_num_threads()
+        _THREADS_STATE["active"] += 1
+        torch.set_num_threads(1)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        with _THREADS_LOCK:
+            _THREADS_STATE["active"] -= 1
+            if _THREADS_STATE["active"] == 0:
+                torch.set_num_threads(_THREADS_STATE["saved"])
+                _THREADS_STATE["saved"] = None
 
 
 def _run_blocks(run_block: Callable[[tuple], None], blocks: list, workers: int) -> None:
     """Call ``run_block`` on every block, on ``workers`` threads at once when there are several
-    blocks; the first error in a block is raised after all blocks have stopped."""
+    blocks; the first error in a block is raised after all blocks have stopped.
+
+    The threads are started for this call and joined before it returns: no pool outlives it.
+    """
     workers = min(workers, len(blocks))
     if workers <= 1:
         for block in blocks:
@@ -417,10 +422,10 @@ def _run_blocks(run_block: Callable[[tuple], None], blocks: list, workers: int) 
             for block in share:
                 run_block(block)
 
-    with _single_threaded_torch():
-        futures = [
-            _pool(workers).submit(run_share, blocks[k::workers]) for k in range(workers)
-        ]
+    with _single_threaded_torch(), ThreadPoolExecutor(
+        workers, thread_name_prefix="astroflow-gal"
+    ) as pool:
+        futures = [pool.submit(run_share, blocks[k::workers]) for k in range(workers)]
         for future in futures:
             future.exception()  # wait for every block before the thread count is restored
         for future in futures:
