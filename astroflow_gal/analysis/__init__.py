@@ -15,8 +15,8 @@ _EXPORTS: dict[str, str] = {
     "corner_plot": "plots",
     "profile_plot": "plots",
     "radial_profiles": "plots",
-    "profiles": "profiles",
-    "profile_quantity": "profiles",
+    "profiles": "binned",
+    "profile_quantity": "binned",
     "edf_moments": "moments",
     # Agama hand-off and potentials
     "compare_potentials": "agama",

@@ -137,7 +137,7 @@ def radial_profiles(
         variable's ``units`` attribute. Means are NaN in empty bins, dispersions in bins of
         fewer than two stars.
     """
-    from .profiles import profiles
+    from .binned import profiles
 
     edges = _check_edges(edges)
     # This function insists on units (profiles reads unit-less columns in schema units).

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     """Draw the galaxy, bin it, write the netCDF file and the figure."""
     import astropy.units as u
 
-    from ..analysis.profiles import profiles
+    from ..analysis.binned import profiles
     from ..io import atomic_path
 
     if args.n_stars < 100:

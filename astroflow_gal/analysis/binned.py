@@ -19,8 +19,6 @@ they include the scatter in how many stars fall in a bin.
 from __future__ import annotations
 
 import json
-import sys
-import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -434,18 +432,3 @@ def profile_quantity(ds: Any, name: str) -> u.Quantity:
     if "units" not in var.attrs:
         raise ValueError(f"variable {name!r} has no 'units' attribute")
     return u.Quantity(np.asarray(var.values, dtype=np.float64), u.Unit(var.attrs["units"]))
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`profiles`.
-
-    ``astroflow_gal.analysis.profiles`` names both this module and its main function; once the
-    module is imported, Python binds the name on the package to the module. Calling it runs
-    :func:`profiles`, so ``astroflow_gal.analysis.profiles(stars, ...)`` works either way.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return profiles(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
