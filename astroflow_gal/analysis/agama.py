@@ -515,7 +515,7 @@ def to_agama_df(
     """The galaxy's phase-space DF as a callable for Agama (e.g. ``agama.integrateNdim``).
 
     Without ``select`` it is ``M_stars`` times the model's phase-space marginal flow. With
-    ``select`` it is one population: the eDF integrated over a box in chemistry and age,
+    ``select`` it is one population: the eDF integrated over a box in chemistry and age::
 
         f_pop(x, v) = M_stars * ∫_box f(x, v, Z, [Fe/H], [O/Fe], age) dZ d[Fe/H] d[O/Fe] d(age),
 

@@ -1,11 +1,11 @@
 """Potentials judged by the collisionless Boltzmann equation (CBE) of a differentiable DF.
 
-A steady-state DF ``f(x, v)`` in a potential ``Phi`` obeys
+A steady-state DF ``f(x, v)`` in a potential ``Phi`` obeys::
 
     v . grad_x f - grad_x Phi . grad_v f = 0,   i.e.   v . grad_x log f + a . grad_v log f = 0
 
 with ``a = -grad Phi`` the acceleration. :func:`cbe_residual` measures how far a DF is from that
-at phase-space points, normalised so that the residual lies in [-1, 1]:
+at phase-space points, normalised so that the residual lies in [-1, 1]::
 
     r = (v . grad_x log f + a . grad_v log f) / (|v . grad_x log f| + |a . grad_v log f|)
 
