@@ -263,6 +263,24 @@ def test_gradient_clipping_bounds_the_gradient_norm():
     assert torch.equal(loose, plain)
 
 
+def test_validation_loss_is_that_of_the_current_weights():
+    # Each epoch's validation NLL is evaluated on that epoch's weights (no stale no-grad cache of
+    # weights from an earlier epoch): the last one equals a fresh flow's with the final weights.
+    data = toy_data(n=600)
+    train = TrainingData(data.x[:500], data.galaxy_index[:500], data.conditions)
+    val = TrainingData(data.x[500:], data.galaxy_index[500:], data.conditions)
+    flow = tiny_flow()
+    res = train_flow(flow, train, val, epochs=3, batch_size=64, lr=2e-3, seed=11,
+                     progress=False)
+    fresh = tiny_flow()
+    fresh.load_state_dict(flow.state_dict())
+    assert res.history["val_nll"][-1] == pytest.approx(evaluate_nll(fresh, val), abs=1e-6)
+    with torch.no_grad():  # and the trained flow itself evaluates with its final weights
+        np.testing.assert_allclose(flow.log_prob(val.x, val.conditions[val.galaxy_index]),
+                                   fresh.log_prob(val.x, val.conditions[val.galaxy_index]),
+                                   rtol=1e-6, atol=1e-6)
+
+
 def test_nonfinite_gradient_stops_before_the_update():
     flow = tiny_flow()
     before = {k: v.clone() for k, v in flow.state_dict().items()}

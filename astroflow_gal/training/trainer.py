@@ -561,6 +561,11 @@ def train_flow(
                         step=global_step, epoch=epoch, batch=step_in_epoch,
                     )
                 opt.step()
+                # The step wrote the flat buffer, whose views the parameters are: advance each
+                # parameter's own version counter too, so that caches keyed on it (the no-grad
+                # transposed weights of the flow's MLPs) see the new weights.
+                for param in flat.params:
+                    torch.autograd.graph.increment_version(param)
                 global_step += 1
                 step_in_epoch += 1
                 epoch_sum += batch_nll
