@@ -43,6 +43,7 @@ __all__ = [
     "VELOCITY_NAMES",
     "PHASE_SPACE_NAMES",
     "EDF_UNIT",
+    "SOLAR_Z",
     "T_UNIVERSE_GYR",
     "star_column",
     "condition_column",
@@ -117,6 +118,9 @@ CONDITION_NAMES: tuple[str, ...] = tuple(c.name for c in CONDITION_COLUMNS)
 POSITION_NAMES: tuple[str, ...] = ("x", "y", "z")
 VELOCITY_NAMES: tuple[str, ...] = ("vx", "vy", "vz")
 PHASE_SPACE_NAMES: tuple[str, ...] = POSITION_NAMES + VELOCITY_NAMES
+
+SOLAR_Z: float = 0.0134
+"""Solar metal mass fraction Z_sun (Asplund et al. 2009): [M/H] = log10(Z / Z_sun)."""
 
 _BY_NAME = {c.name: c for c in STAR_COLUMNS + CONDITION_COLUMNS}
 

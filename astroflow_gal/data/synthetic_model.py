@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .schema import SOLAR_Z
+from .schema import SOLAR_Z, T_UNIVERSE_GYR
 
 __all__ = [
     "T_UNIVERSE",
@@ -35,8 +35,8 @@ __all__ = [
     "log_metallicity",
 ]
 
-T_UNIVERSE = 13.8
-"""Age of the universe [Gyr]: the upper bound of stellar ages."""
+T_UNIVERSE = T_UNIVERSE_GYR
+"""Age of the universe [Gyr]: the upper bound of stellar ages (the schema's ``T_UNIVERSE_GYR``)."""
 Z_SUN = SOLAR_Z
 """Solar metal mass fraction, :data:`astroflow_gal.data.schema.SOLAR_Z` (Asplund et al. 2009)."""
 ALPHA_WEIGHT = 0.638
