@@ -289,3 +289,20 @@ def test_second_derivatives_outside_the_hand_written_backward():
         first = slope(x)
         with pytest.raises(RuntimeError):
             torch.autograd.grad(first.sum(), x)
+
+
+def test_no_host_read_off_the_cpu():
+    """Off the CPU the spline reads no value back to the host (which would wait for the device
+    at every call): it runs on the meta device, where any such read raises."""
+    from astroflow_gal.flow.spline import spline_from_theta
+
+    x = torch.empty(7, 3, device="meta")
+    theta = torch.empty(7, 3, 3 * 10 - 1, device="meta", requires_grad=True)
+    for inverse in (False, True):
+        y, ld = spline_from_theta(x, theta, 10, BOUND, inverse=inverse)
+        assert y.shape == (7, 3) and ld.shape == (7, 3) and y.device.type == "meta"
+    y, ld = spline_from_theta(x, theta, 10, BOUND)
+    (y.sum() + ld.sum()).backward()
+    assert theta.grad.shape == theta.shape
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        float(x.sum())  # the kind of read the test would catch
