@@ -52,11 +52,9 @@ exclude_patterns = [
     "tutorials/*.zip",
     "tutorials/*.json",
     "tutorials/*.codeobj.json",
+    # sphinx-gallery's table of execution times: not a page of the documentation
+    "sg_execution_times.rst",
     "**/sg_execution_times.rst",
-]
-suppress_warnings = [
-    # sphinx-gallery writes an execution-times page that no toctree needs to list
-    "toc.not_included",
 ]
 
 # -- MyST ----------------------------------------------------------------------------------------
