@@ -275,7 +275,11 @@ def test_agama_tabulated_density_and_potentials(model, mid_conditions, m_stars):
     assert info["total_mass"] == pytest.approx(m_stars, rel=0.05)
     pot_p = stellar_potential(model, mid_conditions, source="particles", n_particles=5000,
                               grid_size=20)
-    ds = compare_potentials({"density": pot_d, "particles": pot_p}, np.geomspace(1, 20, 6))
+    pot_m, info_m = stellar_potential(model, mid_conditions, "multipole", grid_size=20, lmax=4,
+                                      return_info=True)
+    assert info_m["total_mass"] == pytest.approx(m_stars, rel=0.1)
+    ds = compare_potentials({"density": pot_d, "particles": pot_p, "multipole": pot_m},
+                            np.geomspace(1, 20, 6))
     assert np.all(np.isfinite(ds["v_circ"].values)) and np.all(ds["v_circ"].values > 0)
     # far out both tend to the Kepler curve of M_stars
     kepler = np.sqrt(G * m_stars / 200.0)
