@@ -6,7 +6,7 @@ and the model's history, with sampling to astropy tables, the exact physical eDF
 
 from __future__ import annotations
 
-import datetime as _dt
+import contextlib
 import importlib.resources
 import logging
 import math
@@ -21,11 +21,18 @@ import numpy as np
 import torch
 from astropy.table import QTable
 
-from . import __version__
+from ._version import __version__
 from .data import schema
 from .extrapolation import TrainingConditions
-from .flow import ConditionalSplineFlow, from_galacticflow
-from .inputs import check_training_range, parse_conditions, sample_conditions, stars_to_array
+from .flow import ConditionalSplineFlow
+from .flow.galacticflow import read_galacticflow_file
+from .inputs import (
+    check_training_range,
+    parse_conditions,
+    positive_int,
+    sample_conditions,
+    stars_to_array,
+)
 from .io import FileFormatError, read_tree, write_tree
 from .normalizer import ColumnTransform, Normalizer
 
@@ -65,9 +72,7 @@ def _batch_rows(batch_size: int | None) -> int:
     """
     if batch_size is None:
         return DEFAULT_BATCH
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    rows = int(batch_size) // _BATCH_QUANTUM * _BATCH_QUANTUM
+    rows = positive_int(batch_size, "batch_size") // _BATCH_QUANTUM * _BATCH_QUANTUM
     return min(SAMPLE_BLOCK, max(_BATCH_QUANTUM, rows))
 
 
@@ -210,6 +215,19 @@ class GalaxyModel:
             net.to(device=device, dtype=dtype)
         return self
 
+    @contextlib.contextmanager
+    def _flow_on(self, device: str | torch.device | None) -> Iterator[None]:
+        """Run the block with the main flow on ``device``, then put it back where it was."""
+        previous = self.device
+        if device is None or torch.device(device) == previous:
+            yield
+            return
+        self.flow.to(device)
+        try:
+            yield
+        finally:
+            self.flow.to(previous)
+
     # -- conditions ----------------
     def _conditions(
         self,
@@ -323,7 +341,8 @@ class GalaxyModel:
             Random seed; the same seed gives the same stars whatever ``batch_size`` or device.
             Drawn from the operating system when omitted, and recorded in ``meta``.
         device : str or torch.device, optional
-            Move the model there first (e.g. ``"cuda"``).
+            Draw there (e.g. ``"cuda"``): the flow is moved there for this call and moved back to
+            where it was afterwards (use :meth:`to` to move the model for good).
         batch_size : int, optional
             Stars per flow evaluation (bounds memory), rounded down to a multiple of 1,024;
             default 65,536.
@@ -343,17 +362,16 @@ class GalaxyModel:
         """
         from tqdm.auto import tqdm
 
-        if device is not None:
-            self.to(device)
-        values, c_flow, seed = self._prepare_sample(
-            n, conditions, condition_values, seed, allow_extrapolation
-        )
         batch = _batch_rows(batch_size)
-        out = np.empty((n, self.flow.dim), dtype=np.float64)
-        with tqdm(total=n, unit="star", disable=not _show_progress(progress, n)) as bar:
-            for start, z in self._latent_batches(n, seed, batch):
-                out[start : start + z.shape[0]] = self._sample_rows(z, c_flow)
-                bar.update(z.shape[0])
+        with self._flow_on(device):
+            values, c_flow, seed = self._prepare_sample(
+                n, conditions, condition_values, seed, allow_extrapolation
+            )
+            out = np.empty((n, self.flow.dim), dtype=np.float64)
+            with tqdm(total=n, unit="star", disable=not _show_progress(progress, n)) as bar:
+                for start, z in self._latent_batches(n, seed, batch):
+                    out[start : start + z.shape[0]] = self._sample_rows(z, c_flow)
+                    bar.update(z.shape[0])
         # Columns are views of one buffer turned into Quantities without copying.
         table = QTable(
             {
@@ -456,8 +474,17 @@ class GalaxyModel:
         return target
 
     # -- densities ----------------
-    def log_edf_torch(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def log_edf_torch(
+        self, x: torch.Tensor, c: torch.Tensor, *, allow_extrapolation: bool = False
+    ) -> torch.Tensor:
         """Differentiable natural log of the physical eDF.
+
+        The conditions are checked once per call, before any work, as in :meth:`log_edf`: NaN or
+        infinite values, non-positive ``M_stars`` or ``Z_av``, and values outside the training
+        range (a warning, or :class:`~astroflow_gal.inputs.ConditionRangeError` when far
+        outside or breaking a physical rule). The conditions are copied to the CPU once for this
+        (C numbers per row, one transfer per call). The star values ``x`` are not checked: NaN in
+        ``x`` gives NaN in the result.
 
         Parameters
         ----------
@@ -467,13 +494,38 @@ class GalaxyModel:
         c : torch.Tensor
             Conditions in schema units (Msun, Gyr, Gyr, dimensionless), shape (C,) for one galaxy
             or (N, C) per star.
+        allow_extrapolation : bool
+            Accept conditions far outside the training range (a warning is still given).
 
         Returns
         -------
         torch.Tensor
             ``log f`` with ``f`` in :attr:`edf_unit`, shape (N,), in ``x``'s dtype.
+
+        Raises
+        ------
+        ValueError
+            If ``c`` has the wrong shape or holds NaN, infinite or non-positive masses or
+            metallicities.
+        astroflow_gal.inputs.ConditionRangeError
+            If the conditions lie far outside the training range.
         """
+        self._check_condition_tensor(c, allow_extrapolation)
         return self._log_density(self.flow, self.normalizer, x, c)
+
+    def _check_condition_tensor(self, c: torch.Tensor, allow_extrapolation: bool) -> None:
+        names = self.condition_names
+        if not isinstance(c, torch.Tensor):
+            raise TypeError(f"c must be a torch.Tensor, got {type(c).__name__}")
+        if c.dim() not in (1, 2) or c.shape[-1] != len(names):
+            raise ValueError(
+                f"c must have shape ({len(names)},) or (N, {len(names)}) for conditions "
+                f"{list(names)}, got {tuple(c.shape)}"
+            )
+        # one copy of the (N, C) conditions to the CPU: C numbers per star, small beside the flow
+        values = c.detach().to("cpu", torch.float64).numpy()
+        columns = values.T if values.ndim == 2 else values
+        self._conditions(dict(zip(names, columns, strict=True)), {}, allow_extrapolation)
 
     def _log_density(
         self, flow: ConditionalSplineFlow, normalizer: Normalizer, x: torch.Tensor, c: torch.Tensor
@@ -586,7 +638,7 @@ class GalaxyModel:
         n = arr.shape[0]
         if values.ndim == 2 and values.shape[0] != n:
             raise ValueError(f"{values.shape[0]} condition rows for {n} stars")
-        batch = int(batch_size or DEFAULT_BATCH)
+        batch = DEFAULT_BATCH if batch_size is None else positive_int(batch_size, "batch_size")
         out = np.empty(n, dtype=np.float64)
         x_all = torch.from_numpy(arr)
         c_all = torch.from_numpy(values)
@@ -723,56 +775,20 @@ class GalaxyModel:
         path : str or path-like
             The ``.pth`` file.
         """
-        try:
-            data = torch.load(path, weights_only=True, map_location="cpu")
-        except FileNotFoundError:
-            raise
-        except Exception as err:  # unpickling refused or file unreadable
-            raise FileFormatError(f"{path}: not a readable GalacticFlow model file: {err}") from err
-        if not isinstance(data, Mapping):
-            raise FileFormatError(f"{path}: a GalacticFlow model file holds a dict")
-        missing = {"flow_hyper", "flow_dict", "mu_vals", "std_vals", "mu_names", "component_names",
-                   "cond_names"} - set(data)
-        if missing:
-            raise FileFormatError(
-                f"{path}: not a GalacticFlow model file (lacks {sorted(missing)})"
-            )
-        flow_name = str(data.get("flow", "NSFlow"))
-        if "NSFlow" not in flow_name:
-            raise FileFormatError(f"{path}: flow {flow_name!r} is not supported (only NSFlow)")
-        mu = {n: float(v) for n, v in zip(data["mu_names"], data["mu_vals"], strict=True)}
-        std_names = data.get("std_names", data["mu_names"])
-        std = {n: float(v) for n, v in zip(std_names, data["std_vals"], strict=True)}
-        logged = set()
-        prep = data.get("data_prep_args") or {}
-        for fn, comps in zip(prep.get("transformation_functions", ()),
-                             prep.get("transformation_components", ()), strict=False):
-            if "log10" in str(fn):
-                logged.update(comps)
-        stars = list(data["component_names"]["stars"])
-        conds = list(data["cond_names"].get("galaxy", []))
-        for name in stars + conds:
+        gf = read_galacticflow_file(path)
+        for name in gf.star_names + gf.condition_names:
             schema.column(name)  # raises on names this package does not know
         normalizer = Normalizer(
-            [ColumnTransform(n, n in logged, mu[n], std[n]) for n in stars],
-            [ColumnTransform(n, n in logged, mu[n], std[n]) for n in conds],
+            [ColumnTransform(n, n in gf.log10, gf.mean[n], gf.std[n]) for n in gf.star_names],
+            [ColumnTransform(n, n in gf.log10, gf.mean[n], gf.std[n]) for n in gf.condition_names],
         )
-        try:
-            flow = from_galacticflow(data["flow_dict"], data["flow_hyper"])
-        except (KeyError, ValueError) as err:
-            raise FileFormatError(f"{path}: {err}") from err
-        history = data.get("loss_history")
         meta = {
             "name": f"GalacticFlow {Path(path).name}",
             "source": "original GalacticFlow API file",
-            "holdout": [str(v) for v in (data.get("subset_params") or {}).get("leavout_vals", [])],
+            "holdout": gf.holdout,
         }
-        return cls(
-            flow,
-            normalizer,
-            meta=meta,
-            history={"train_loss": [float(v) for v in history]} if history is not None else None,
-        )
+        history = {"train_loss": gf.history} if gf.history is not None else None
+        return cls(gf.flow, normalizer, meta=meta, history=history)
 
     # -- training ----------------
     @classmethod
@@ -841,92 +857,29 @@ class GalaxyModel:
         name : str, optional
             Name recorded in ``meta``.
         """
-        from .training import TrainingData, train_flow
+        from .training.fit import fit_flows
 
         unknown = [m for m in marginals if m not in MARGINALS]
         if unknown:
             raise ValueError(f"unknown marginals {unknown}; known: {sorted(MARGINALS)}")
-        if len(train) == 0:
-            raise ValueError("the training suite holds no galaxies")
-        star_names = schema.STAR_NAMES
-        stars, gidx, conds = train.to_arrays(star_names, tuple(condition_names))
-        normalizer = Normalizer.fit(stars, conds, star_names, condition_names)
-        config = dict(flow_config or {})
-
-        def data_of(suite: Any, names: Sequence[str]) -> TrainingData | None:
-            if suite is None or len(suite) == 0:
-                return None
-            s, g, c = suite.to_arrays(tuple(names), tuple(condition_names))
-            sub = normalizer.subset(names)
-            x, _ = sub.stars_to_flow(torch.from_numpy(s))
-            return TrainingData(
-                x=x.float(),
-                galaxy_index=torch.from_numpy(g).long(),
-                conditions=sub.conditions_to_flow(torch.from_numpy(c)).float(),
-            )
-
-        flows: dict[str, ConditionalSplineFlow] = {}
-        histories: dict[str, Any] = {}
-        for offset, kind in enumerate(("edf", *marginals)):
-            names = star_names if kind == "edf" else MARGINALS[kind]
-            flow = ConditionalSplineFlow(
-                len(names), len(condition_names), **config, seed=seed + offset
-            )
-            ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / kind
-            if ckpt is not None:
-                ckpt.mkdir(parents=True, exist_ok=True)
-            result = train_flow(
-                flow,
-                data_of(train, names),
-                data_of(validation, names),
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                schedule=schedule,
-                optimizer=optimizer,
-                seed=seed + offset,
-                device=device,
-                checkpoint_dir=ckpt,
-                checkpoint_every=checkpoint_every,
-                resume=resume,
-                progress=progress,
-                max_steps=max_steps,
-            )
-            flow.load_state_dict(result.best_state)
-            flows[kind] = flow
-            histories[kind] = result.history
-        training_range = {
-            n: [float(conds[:, i].min()), float(conds[:, i].max())]
-            for i, n in enumerate(condition_names)
-        }
-        suite_meta = dict(getattr(train, "meta", {}) or {})
-        meta = {
-            "name": name or "astroflow_gal model",
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "astroflow_gal_version": __version__,
-            "suite_source": suite_meta.get("source"),
-            "suite_seed": suite_meta.get("seed"),
-            "n_galaxies": suite_meta.get("n_galaxies")
-            or (suite_meta.get("parameters") or {}).get("n_galaxies")
-            or len(train) + (len(validation) if validation is not None else 0),
-            "train_ids": list(getattr(train, "ids", [])),
-            "holdout": list(getattr(validation, "ids", [])) if validation is not None else [],
-            "n_train_stars": int(stars.shape[0]),
-            "training": {
-                "epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule,
-                "optimizer": optimizer, "seed": seed, "max_steps": max_steps,
-            },
-        }
-        model = cls(
+        targets = {"edf": schema.STAR_NAMES, **{m: MARGINALS[m] for m in marginals}}
+        result = fit_flows(
+            train, validation, targets=targets, condition_names=tuple(condition_names),
+            epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, optimizer=optimizer,
+            seed=seed, device=device, checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every, resume=resume, progress=progress,
+            flow_config=flow_config, max_steps=max_steps, name=name,
+        )
+        flows = dict(result.flows)
+        return cls(
             flows.pop("edf"),
-            normalizer,
-            training_range=training_range,
+            result.normalizer,
+            training_range=result.training_range,
             training_conditions=_training_conditions(train, tuple(condition_names)),
-            meta=meta,
-            history=histories,
+            meta=result.meta,
+            history=result.history,
             marginals=flows,
         )
-        return model
 
 
 def _training_conditions(suite: Any, names: Sequence[str]) -> TrainingConditions | None:
