@@ -45,7 +45,7 @@ AGAMA_INSTALL_HINT = (
     "https://github.com/GalacticDynamics-Oxford/Agama -- install GSL and Eigen (Debian: "
     "apt-get install libgsl-dev libeigen3-dev), then in the checkout run "
     "CFLAGS=-I/usr/include/eigen3 python setup.py install (answer 'no' to its questions about "
-    "optional parts); see docs/installation.md and docs/agama.md."
+    "optional parts); see 'Installing Agama' in docs/agama.md."
 )
 
 #: Star columns over which a population (``select``) may be cut, and their units.
