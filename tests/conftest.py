@@ -51,6 +51,25 @@ def shipped_model_file() -> Path:
     return require_path(SHIPPED, "the shipped model")
 
 
+@pytest.fixture()
+def one_torch_thread():
+    """One intra-op torch thread during the test (steadier on a busy shared machine); the
+    caller's thread count is restored afterwards. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def condition_tensor(conditions) -> torch.Tensor:
+    """A mapping of condition Quantities as a float64 tensor in schema units, schema order."""
+    return torch.tensor(
+        [conditions[n].to_value(schema.column(n).unit) for n in schema.CONDITION_NAMES],
+        dtype=torch.float64,
+    )
+
+
 @pytest.fixture(scope="session")
 def small_suite():
     from astroflow_gal import GalaxySuite

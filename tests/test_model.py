@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from astropy.coordinates import SkyCoord
-from conftest import FIXTURES, perturbed_flow, values_of
+from conftest import FIXTURES, condition_tensor, perturbed_flow, values_of
 
 from astroflow_gal import ExtrapolationWarning, GalaxyModel
 from astroflow_gal.data import schema
@@ -26,19 +26,12 @@ def model64(small_model):
     return copy.deepcopy(small_model).to(dtype=torch.float64)
 
 
-def _condition_tensor(conditions) -> torch.Tensor:
-    return torch.tensor(
-        [conditions[n].to_value(schema.column(n).unit) for n in schema.CONDITION_NAMES],
-        dtype=torch.float64,
-    )
-
-
 # -- the eDF is an exact, normalised density in physical units ---------------------------------
 def test_stein_identities_in_every_dimension(model64, mid_conditions):
     n = 100_000
     stars = model64.sample(n, mid_conditions, seed=3)
     x = torch.from_numpy(values_of(stars)).requires_grad_(True)
-    log_f = model64.log_edf_torch(x, _condition_tensor(mid_conditions))
+    log_f = model64.log_edf_torch(x, condition_tensor(mid_conditions))
     (grad,) = torch.autograd.grad(log_f.sum(), x)
     g = grad.numpy()
     xv = x.detach().numpy()
@@ -82,7 +75,7 @@ def test_importance_sampling_integral_is_one(small_model, mid_conditions):
 def test_autograd_gradient_matches_finite_differences(model64, mid_conditions):
     stars = model64.sample(50, mid_conditions, seed=9)
     x = torch.from_numpy(values_of(stars)).requires_grad_(True)
-    c = _condition_tensor(mid_conditions)
+    c = condition_tensor(mid_conditions)
     (grad,) = torch.autograd.grad(model64.log_edf_torch(x, c).sum(), x)
     base = x.detach()
     for i in range(base.shape[1]):
@@ -97,7 +90,7 @@ def test_autograd_gradient_matches_finite_differences(model64, mid_conditions):
 def test_gradient_reaches_conditions(model64, mid_conditions):
     stars = model64.sample(20, mid_conditions, seed=2)
     x = torch.from_numpy(values_of(stars))
-    c = _condition_tensor(mid_conditions).requires_grad_(True)
+    c = condition_tensor(mid_conditions).requires_grad_(True)
     (grad,) = torch.autograd.grad(model64.log_edf_torch(x, c).sum(), c)
     assert torch.all(torch.isfinite(grad)) and torch.any(grad != 0)
 

@@ -8,25 +8,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import perturbed_flow, values_of
+from conftest import condition_tensor, perturbed_flow, values_of
 
 from astroflow_gal import ConditionRangeError, ExtrapolationWarning, GalaxyModel
 from astroflow_gal.data import schema
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _condition_tensor(conditions) -> torch.Tensor:
-    return torch.tensor(
-        [conditions[n].to_value(schema.column(n).unit) for n in schema.CONDITION_NAMES],
-        dtype=torch.float64,
-    )
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = dict(n_layers=2, bins=4, hidden=12, hidden_layers=1)
@@ -73,7 +60,7 @@ def test_log_marginal_phase_space_and_position(fitted, mid_conditions):
     sub = model.normalizer.subset(names)
     x = torch.from_numpy(values_of(stars, names))
     y, log_jac = sub.stars_to_flow(x)
-    c = sub.conditions_to_flow(_condition_tensor(mid_conditions))
+    c = sub.conditions_to_flow(condition_tensor(mid_conditions))
     with torch.no_grad():
         expected = model.marginals["phase_space"].log_prob(y.float(), c.float()).double()
     np.testing.assert_allclose(log_ps, (expected + log_jac).numpy(), rtol=1e-5, atol=1e-4)
@@ -160,7 +147,7 @@ def test_training_batch_sizes_are_checked(small_suite):
 def test_log_edf_torch_checks_conditions(small_model, mid_conditions):
     stars = small_model.sample(20, mid_conditions, seed=2)
     x = torch.from_numpy(values_of(stars))
-    c = _condition_tensor(mid_conditions)
+    c = condition_tensor(mid_conditions)
     assert torch.isfinite(small_model.log_edf_torch(x, c)).all()
     per_star = c.repeat(20, 1)
     np.testing.assert_allclose(small_model.log_edf_torch(x, per_star).detach().numpy(),
@@ -189,7 +176,7 @@ def test_log_edf_torch_in_range_gives_no_warning(small_model, mid_conditions):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         small_model.log_edf_torch(torch.from_numpy(values_of(stars)),
-                                  _condition_tensor(mid_conditions))
+                                  condition_tensor(mid_conditions))
 
 
 # -- sample(device=...) leaves the model where it was --------------------------------------------

@@ -21,14 +21,7 @@ from astroflow_gal.training import (
     train_flow,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: steadier timings on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_flow(dim=3, cond_dim=2, seed=1):
