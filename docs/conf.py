@@ -52,6 +52,9 @@ exclude_patterns = [
     "tutorials/*.zip",
     "tutorials/*.json",
     "tutorials/*.codeobj.json",
+    # Markdown fragments that pages pull in with {include} (tables made by scripts): not pages
+    "_*.md",
+    "*_table.md",
     # sphinx-gallery's table of execution times: not a page of the documentation
     "sg_execution_times.rst",
     "**/sg_execution_times.rst",

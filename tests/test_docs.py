@@ -7,6 +7,7 @@ Skipped only when the docs packages are missing on a developer's machine; with `
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -20,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NEEDED = ("sphinx", "myst_parser", "numpydoc", "furo", "sphinx_gallery")
 # Budget of the whole build with both tutorials on a 2-core machine [s]
 BUILD_LIMIT_S = 600
+# Each tutorial must run in under a minute (checked where CI is set)
+TUTORIAL_LIMIT_S = 60
 
 
 def _missing() -> list[str]:
@@ -60,7 +63,9 @@ def built_docs(tmp_path_factory):
 
 def test_every_page_is_built(built_docs):
     root, out = built_docs
-    pages = sorted(p.stem for p in (root / "docs").glob("*.md"))
+    # fragments included by other pages are not pages (docs/conf.py: exclude_patterns)
+    pages = sorted(p.stem for p in (root / "docs").glob("*.md")
+                   if not (p.name.startswith("_") or p.stem.endswith("_table")))
     assert {"index", "installation", "quickstart", "conventions", "file_formats",
             "citing"} <= set(pages)
     missing = [p for p in pages if not (out / f"{p}.html").is_file()]
@@ -99,3 +104,15 @@ def test_tutorials_ran_and_their_figures_are_in_the_docs(built_docs):
         figures = list(images.glob(f"sphx_glr_{name}_*.png"))
         assert figures, f"tutorial {name} made no figure"
         assert f"sphx_glr_{name}_001.png" in page.read_text()
+
+
+def test_each_tutorial_runs_in_under_a_minute(built_docs):
+    root, _ = built_docs
+    times = {}
+    for cost in sorted((root / "docs" / "tutorials").glob("plot_*.cost.json")):
+        times[cost.name.removesuffix(".cost.json")] = json.loads(cost.read_text())["time"]
+    assert times, "sphinx-gallery recorded no execution times"
+    print("tutorial wall times [s]: " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))
+    if os.environ.get("CI"):  # developers' machines are shared and slower: measured, not checked
+        slow = {k: v for k, v in times.items() if v > TUTORIAL_LIMIT_S}
+        assert not slow, f"tutorials over {TUTORIAL_LIMIT_S} s: {slow}"
