@@ -16,6 +16,8 @@ from astropy.coordinates import (
     SkyCoord,
 )
 
+from .data.columns import as_quantity
+
 __all__ = ["GalaxyFrame", "stars_to_skycoord"]
 
 
@@ -41,8 +43,9 @@ def stars_to_skycoord(stars, galaxy: str | None = None) -> SkyCoord:
 
     Parameters
     ----------
-    stars : astropy.table.QTable
-        Columns ``x, y, z`` (length) and ``vx, vy, vz`` (velocity).
+    stars : astropy.table.QTable or Table
+        Columns ``x, y, z`` (length, e.g. kpc) and ``vx, vy, vz`` (velocity, e.g. km/s), as
+        Quantities or as ``Table`` columns with a unit.
     galaxy : str, optional
         Recorded as the frame's ``galaxy`` attribute.
 
@@ -51,17 +54,25 @@ def stars_to_skycoord(stars, galaxy: str | None = None) -> SkyCoord:
     astropy.coordinates.SkyCoord
         In :class:`GalaxyFrame`, Cartesian representation and differential.
     """
-    for name, kind in (("x", u.kpc), ("vx", u.km / u.s)):
-        col = stars[name]
+    columns = {}
+    for name, kind in (("x", u.kpc), ("y", u.kpc), ("z", u.kpc),
+                       ("vx", u.km / u.s), ("vy", u.km / u.s), ("vz", u.km / u.s)):
+        if name not in getattr(stars, "colnames", stars):
+            raise KeyError(f"stars lack the column {name!r}")
+        col = as_quantity(stars[name])  # QTable columns, or Table columns with a unit
         if not isinstance(col, u.Quantity) or not col.unit.is_equivalent(kind):
-            raise u.UnitConversionError(f"column {name} must be a Quantity compatible with {kind}")
+            raise u.UnitConversionError(
+                f"column {name} must carry a unit compatible with {kind} (a QTable column, or a "
+                "Table column with a unit)"
+            )
+        columns[name] = col
     return SkyCoord(
-        x=stars["x"],
-        y=stars["y"],
-        z=stars["z"],
-        v_x=stars["vx"],
-        v_y=stars["vy"],
-        v_z=stars["vz"],
+        x=columns["x"],
+        y=columns["y"],
+        z=columns["z"],
+        v_x=columns["vx"],
+        v_y=columns["vy"],
+        v_z=columns["vz"],
         frame=GalaxyFrame(galaxy=galaxy),
         representation_type="cartesian",
         differential_type="cartesian",

@@ -119,3 +119,19 @@ def test_conditions_from_plain_table_row_keep_units():
     t["tau10"].unit = u.Gyr
     values = parse_conditions(schema.CONDITION_NAMES, t[0])
     np.testing.assert_allclose(values, [5e7, 7.0, 2.0, 0.01])
+
+
+def test_skycoord_from_plain_table_columns(truth_stars):
+    from astroflow_gal.frames import stars_to_skycoord
+
+    _, stars = truth_stars
+    plain = plain_table_of(stars, {"x": u.pc, "vx": u.m / u.s})
+    a = stars_to_skycoord(stars)
+    b = stars_to_skycoord(plain)
+    np.testing.assert_allclose(b.cartesian.x.to_value(u.kpc), a.cartesian.x.to_value(u.kpc),
+                               rtol=1e-12)
+    np.testing.assert_allclose(b.velocity.d_x.to_value(u.km / u.s),
+                               a.velocity.d_x.to_value(u.km / u.s), rtol=1e-12)
+    bare = Table({n: np.asarray(stars[n].value) for n in stars.colnames})
+    with pytest.raises(u.UnitConversionError, match="column x"):
+        stars_to_skycoord(bare)
