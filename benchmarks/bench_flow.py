@@ -1,19 +1,28 @@
-"""Speed of the conditional spline flow against zuko's NSF, in one process.
+"""Speed of the conditional spline flow against zuko's NSF, in one process, alternating.
 
-Measures, for the paper configuration (10-D data, 4-D condition, 14 layers, 10 bins, MLPs of
-3 x 128 hidden units), float32, torch threads = cores:
+Paper configuration (10-D data, 4-D condition, 14 layers, 10 bins, MLPs of 3 x 128 hidden
+units), float32, CPU, ``--threads`` torch threads (default 2). Ours and
+``zuko.flows.NSF(10, 4, transforms=14, bins=10, hidden_features=(128,) * 3, passes=2)`` run one
+after the other in every round, so both see the same machine load; each figure is the median
+over ``--rounds`` rounds:
 
-(a) sampling 200,000 stars of one galaxy,
-(b) log_prob of 200,000 stars with per-star conditions from 90 galaxies,
-(c) training steps per second at batch 1024 with RAdam.
+(a) sampling ``--n-sample`` stars of one galaxy (no gradient),
+(b) ``log_prob`` of ``--n-logprob`` stars with per-star conditions of 90 galaxies (no gradient),
+(c) training steps per second at batch 1024: ours with ``train_flow`` (the package's training
+    engine, checkpoints off; the time of ``warm-up + steps`` steps minus that of ``warm-up``
+    steps, so start-up costs cancel), zuko with the bare RAdam loop of its documentation.
 
-Each number is the best of ``--repeats`` runs. The roofline is the measured float32 matmul rate
-of this machine (shape of the flow's hidden layers) times the flow's multiply-adds per star.
+The script prints the load average before and after, the float32 matmul rate measured in the
+same run (the flow's hidden-layer shape, 4096 x 128 x 128), and every rate as a fraction of the
+matmul bound: the rate at which the flow would run if its matrix products ran at that rate and
+everything else were free. ``--profile`` adds a ``torch.profiler`` summary of one training step
+and of one sampling call (top operators by self time).
 
 Usage::
 
-    python benchmarks/bench_flow.py                 # everything, both implementations
-    python benchmarks/bench_flow.py --only sample --skip-zuko
+    python benchmarks/bench_flow.py                     # defaults: about 1-2 min on 2 idle cores
+    python benchmarks/bench_flow.py --profile --rounds 1
+    ASTROFLOW_GAL_FUSED_SPLINE=0 python benchmarks/bench_flow.py   # the pure-torch spline
 """
 
 from __future__ import annotations
@@ -22,24 +31,25 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
 
 import torch
 from torch import nn
 
-from astroflow_gal.flow import ConditionalSplineFlow
+from astroflow_gal.flow import ConditionalSplineFlow, fused
 from astroflow_gal.flow.spline import spline_backward_by_hand
-from astroflow_gal.training.flat import FlatParameters
 
 DIM, COND, LAYERS, BINS, HIDDEN = 10, 4, 14, 10, 128
 
 
 def matmul_gflops(repeats: int = 5) -> dict[str, float]:
-    """Best float32 rate of ``linear`` in the flow's hidden-layer shape, and of a large GEMM."""
+    """Best float32 rate of ``linear`` in the flow's hidden-layer shape, and of a large GEMM
+    (GFLOP/s)."""
     out = {}
-    for name, (m, k, n) in {"flow_shape": (4096, 128, 128), "large": (2048, 2048, 2048)}.items():
+    for name, (m, k, n) in {"flow_shape": (4096, 128, 128), "large": (1024, 1024, 1024)}.items():
         a, w, b = torch.randn(m, k), torch.randn(n, k), torch.randn(n)
-        reps = max(3, int(4e9 / (2 * m * k * n)))
+        reps = max(3, int(2e9 / (2 * m * k * n)))
         for _ in range(3):
             torch.nn.functional.linear(a, w, b)
         best = float("inf")
@@ -58,49 +68,36 @@ def linear_macs(modules) -> int:
 
 
 def ours_macs_per_star(flow: ConditionalSplineFlow) -> int:
-    """Data networks and convolutions; the condition networks run once per galaxy, not per
-    star."""
+    """Data networks and convolutions; the condition networks run once per galaxy."""
     macs = 0
     for layer in flow.layers[1::2]:
         macs += linear_macs(layer.net1.modules()) + linear_macs(layer.net2.modules())
     return macs + len(flow.layers[0::2]) * flow.dim**2
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def build() -> dict:
+    import zuko
 
-
-def build(skip_zuko: bool):
     flows = {"astroflow_gal": ConditionalSplineFlow(DIM, COND, LAYERS, BINS, seed=0)}
-    if not skip_zuko:
-        import zuko
-
-        torch.manual_seed(0)
-        flows["zuko"] = zuko.flows.NSF(
-            DIM, COND, transforms=LAYERS, bins=BINS, hidden_features=(HIDDEN,) * 3, passes=2
-        )
+    torch.manual_seed(0)
+    flows["zuko"] = zuko.flows.NSF(
+        DIM, COND, transforms=LAYERS, bins=BINS, hidden_features=(HIDDEN,) * 3, passes=2
+    )
     return flows
 
 
-def sample_fn(name, flow, n, c, seed=0):
+def sample_task(name, flow, n, c):
     def run():
-        g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             if name == "zuko":
-                torch.manual_seed(seed)
+                torch.manual_seed(0)
                 return flow(c).sample((n,))
-            return flow.sample(n, c, generator=g)
+            return flow.sample(n, c, generator=torch.Generator().manual_seed(0))
 
     return run
 
 
-def log_prob_fn(name, flow, x, c):
+def log_prob_task(name, flow, x, c):
     def run():
         with torch.no_grad():
             return flow(c).log_prob(x) if name == "zuko" else flow.log_prob(x, c)
@@ -108,53 +105,118 @@ def log_prob_fn(name, flow, x, c):
     return run
 
 
-def train_rate(name, flow, data, conds, steps, batch, seed=0) -> float:
-    """Steps/s of RAdam training. zuko's flow is trained as its documentation shows; this
-    package's flow as ``train_flow`` trains it: parameters packed into one flat tensor, the
-    spline's hand-written backward."""
-    if name == "zuko":
-        params, zero_grad = list(flow.parameters()), None
-    else:
-        flat = FlatParameters(flow.parameters())
-        params, zero_grad = [flat.param], flat.zero_grad
-    opt = torch.optim.RAdam(params, lr=1e-4, foreach=True)
-    zero_grad = zero_grad or (lambda: opt.zero_grad(set_to_none=True))
+def training_data(n: int, galaxies: torch.Tensor, seed: int = 2):
+    from astroflow_gal.training import TrainingData
+
     g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, galaxies.shape[0], (n,), generator=g)
+    x = torch.randn(n, DIM, generator=g) + 0.3 * galaxies[idx].repeat(1, 3)[:, :DIM]
+    return TrainingData(x, idx, galaxies)
+
+
+def ours_train_seconds(data, steps: int, warmup: int, batch: int) -> float:
+    """Seconds per step of ``train_flow`` (start-up costs cancelled by a difference)."""
+    from astroflow_gal.training import train_flow
+
+    def run(n: int) -> float:
+        flow = ConditionalSplineFlow(DIM, COND, LAYERS, BINS, seed=0)
+        t0 = time.perf_counter()
+        train_flow(flow, data, epochs=1, batch_size=batch, seed=0, max_steps=n,
+                   progress=False, checkpoint_every=None)
+        return time.perf_counter() - t0
+
+    return (run(warmup + steps) - run(warmup)) / steps
+
+
+def zuko_train_seconds(flow, data, steps: int, warmup: int, batch: int) -> float:
+    """Seconds per step of zuko's bare loop (RAdam, the paper's learning rate)."""
+    opt = torch.optim.RAdam(flow.parameters(), lr=9e-5)
+    g = torch.Generator().manual_seed(1)
 
     def step():
-        pick = torch.randint(0, data.shape[0], (batch,), generator=g)
-        x, c = data[pick], conds[pick]
-        if name == "zuko":
-            lp = flow(c).log_prob(x)
-        else:
-            with spline_backward_by_hand():
-                lp = flow.log_prob(x, c)
-        loss = -lp.mean()
-        zero_grad()
+        rows = torch.randint(0, data.n_stars, (batch,), generator=g)
+        x, c = data.x[rows], data.conditions[data.galaxy_index[rows]]
+        opt.zero_grad(set_to_none=True)
+        loss = -flow(c).log_prob(x).mean()
         loss.backward()
         opt.step()
 
-    for _ in range(3):
+    for _ in range(warmup):
         step()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    return steps / (time.perf_counter() - t0)
+    return (time.perf_counter() - t0) / steps
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def profile_summary(flow, data, batch: int, c_one, rows: int = 15) -> None:
+    """Top operators (self CPU time) of one training step and one sampling call of ours."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from astroflow_gal.training.flat import FlatParameters
+
+    forward, backward = fused._forward, fused._backward
+
+    def fwd(*a, **k):
+        with record_function("fused_spline (no grad or forward)"):
+            return forward(*a, **k)
+
+    def bwd(*a, **k):
+        with record_function("fused_spline backward"):
+            return backward(*a, **k)
+
+    fused._forward, fused._backward = fwd, bwd
+    try:
+        flat = FlatParameters(flow.parameters())
+        opt = torch.optim.RAdam([flat.param], lr=9e-5, foreach=True)
+        g = torch.Generator().manual_seed(3)
+
+        def step():
+            rows_ = torch.randint(0, data.n_stars, (batch,), generator=g)
+            x, c = data.x[rows_], data.conditions[data.galaxy_index[rows_]]
+            flat.zero_grad()
+            with spline_backward_by_hand():
+                loss = -flow.log_prob(x, c).mean()
+            loss.backward()
+            opt.step()
+
+        for _ in range(2):
+            step()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        print(f"\n== profile: one training step, batch {batch} ==")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+        flow.workers = 1  # one thread of blocks, so that the profile sees every operator
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            with torch.no_grad():
+                flow.sample(8192, c_one, generator=torch.Generator().manual_seed(0))
+        flow.workers = None
+        print("\n== profile: sampling 8192 stars of one galaxy (blocks one after another) ==")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+    finally:
+        fused._forward, fused._backward = forward, backward
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--n-sample", type=int, default=200_000)
-    parser.add_argument("--n-logprob", type=int, default=200_000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--n-sample", type=int, default=50_000)
+    parser.add_argument("--n-logprob", type=int, default=50_000)
     parser.add_argument("--galaxies", type=int, default=90)
     parser.add_argument("--batch", type=int, default=1024)
-    parser.add_argument("--train-steps", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-steps", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=["sample", "logprob", "train"], action="append")
-    parser.add_argument("--skip-zuko", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler summaries")
     parser.add_argument("--json", help="write the results to this file as well")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     torch.set_num_threads(args.threads)
     tasks = args.only or ["sample", "logprob", "train"]
 
@@ -163,55 +225,76 @@ def main() -> None:
     c_one = galaxies[0]
     x_lp = torch.randn(args.n_logprob, DIM, generator=g)
     c_lp = galaxies[torch.randint(0, args.galaxies, (args.n_logprob,), generator=g)]
+    data = training_data(max(50_000, 20 * args.batch), galaxies)
 
-    flows = build(args.skip_zuko)
+    flows = build()
     gflops = matmul_gflops()
-    macs = {"astroflow_gal": ours_macs_per_star(flows["astroflow_gal"])}
-    if "zuko" in flows:
-        macs["zuko"] = linear_macs(flows["zuko"].modules())
+    macs = {
+        "astroflow_gal": ours_macs_per_star(flows["astroflow_gal"]),
+        "zuko": linear_macs(flows["zuko"].modules()),
+    }
+    times: dict = {name: {t: [] for t in tasks} for name in flows}
+    for _ in range(args.rounds):
+        for name, flow in flows.items():  # alternating: ours, then zuko, in every round
+            if "sample" in tasks:
+                run = sample_task(name, flow, args.n_sample, c_one)
+                if not times[name]["sample"]:
+                    run()  # warm-up
+                times[name]["sample"].append(timed(run))
+            if "logprob" in tasks:
+                run = log_prob_task(name, flow, x_lp, c_lp)
+                if not times[name]["logprob"]:
+                    run()
+                times[name]["logprob"].append(timed(run))
+            if "train" in tasks:
+                if name == "zuko":
+                    sec = zuko_train_seconds(flow, data, args.train_steps, 2, args.batch)
+                else:
+                    sec = ours_train_seconds(data, args.train_steps, 2, args.batch)
+                times[name]["train"].append(sec)
+
+    bound = gflops["flow_shape"] * 1e9
     results: dict = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "fused_spline": fused.fused_wanted(),
+        "load_average_before": load_before,
         "matmul_gflops": gflops,
         "macs_per_star": macs,
-        "load_average": os.getloadavg(),
+        "rounds": args.rounds,
     }
-    for name, flow in flows.items():
-        res = {}
+    for name in flows:
         flops = 2 * macs[name]
+        res = {}
         if "sample" in tasks:
-            t = best_time(sample_fn(name, flow, args.n_sample, c_one), args.repeats)
-            res["sample_stars_per_s"] = args.n_sample / t
+            res["sample_stars_per_s"] = args.n_sample / statistics.median(times[name]["sample"])
+            res["sample_bound_fraction"] = res["sample_stars_per_s"] * flops / bound
         if "logprob" in tasks:
-            t = best_time(log_prob_fn(name, flow, x_lp, c_lp), args.repeats)
-            res["log_prob_stars_per_s"] = args.n_logprob / t
-        if "train" in tasks:
-            res["train_steps_per_s"] = train_rate(
-                name, flow, x_lp, c_lp, args.train_steps, args.batch
+            res["log_prob_stars_per_s"] = args.n_logprob / statistics.median(
+                times[name]["logprob"]
             )
-        for key in ("sample_stars_per_s", "log_prob_stars_per_s"):
-            if key in res:
-                res[key.replace("stars_per_s", "roofline_fraction")] = (
-                    res[key] * flops / (gflops["flow_shape"] * 1e9)
-                )
-        if "train_steps_per_s" in res:  # forward + backward ~ 3 x the forward multiply-adds
-            res["train_roofline_fraction"] = (
-                res["train_steps_per_s"] * args.batch * 3 * flops / (gflops["flow_shape"] * 1e9)
-            )
+            res["log_prob_bound_fraction"] = res["log_prob_stars_per_s"] * flops / bound
+        if "train" in tasks:  # forward + backward ~ 3 x the forward multiply-adds
+            res["train_steps_per_s"] = 1.0 / statistics.median(times[name]["train"])
+            res["train_bound_fraction"] = res["train_steps_per_s"] * args.batch * 3 * flops / bound
         results[name] = res
-        print(name, json.dumps(res, indent=1), flush=True)
-    if "zuko" in results:
-        results["ratio_to_zuko"] = {
-            k: results["astroflow_gal"][k] / results["zuko"][k]
-            for k in results["astroflow_gal"]
-            if k.endswith("per_s") and k in results["zuko"]
-        }
+    results["ratio_to_zuko"] = {
+        k: results["astroflow_gal"][k] / results["zuko"][k]
+        for k in results["astroflow_gal"]
+        if k.endswith("per_s")
+    }
+    results["matmul_bound_ours"] = {
+        "stars_per_s": bound / (2 * macs["astroflow_gal"]),
+        "train_steps_per_s": bound / (2 * macs["astroflow_gal"] * 3 * args.batch),
+    }
     results["load_average_after"] = os.getloadavg()
-    print(json.dumps({k: v for k, v in results.items() if k not in flows}, indent=1))
+    print(json.dumps(results, indent=1))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1)
+    if args.profile:
+        profile_summary(flows["astroflow_gal"], data, args.batch, c_one)
 
 
 if __name__ == "__main__":
