@@ -31,6 +31,7 @@ __all__ = [
     "CONDITION_RULES",
     "sample_conditions",
     "star_masses",
+    "positive_int",
 ]
 
 
@@ -390,3 +391,25 @@ def as_mass_values(mass: Any) -> np.ndarray:
         except u.UnitConversionError as err:
             raise u.UnitConversionError(f"mass must be a mass, got unit {mass.unit}") from err
     return np.asarray(mass, dtype=np.float64)
+
+
+def positive_int(value: Any, name: str) -> int:
+    """Check that ``value`` is a positive integer (a batch size, a count) and return it as int.
+
+    Parameters
+    ----------
+    value : int
+        The value (a Python or numpy integer; a float with an integral value is accepted).
+    name : str
+        The argument's name, for the message.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is a bool, not an integer, or smaller than 1.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer, float)):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not math.isfinite(value) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
