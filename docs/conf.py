@@ -8,6 +8,9 @@ The pages are Markdown (MyST); the API pages come from the numpydoc docstrings; 
 ``tutorials/`` are executed and rendered by sphinx-gallery into ``docs/tutorials/``. Cross-links to
 astropy, numpy, torch, xarray and Python read the inventories committed in ``docs/_intersphinx/``,
 so the build needs no network (regenerate them with ``docs/_intersphinx/make_inventories.py``).
+
+``ASTROFLOW_GAL_DOCS_RUN_TUTORIALS=False`` renders the tutorials without running them (a quick
+look at the pages); the tests always run them.
 """
 
 from __future__ import annotations
