@@ -8,9 +8,7 @@ errors and warnings a user may want to catch. Every name is imported on first us
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ._lazy import lazy_exports
 from ._version import __version__
 
 # public name -> module of this package that defines it
@@ -31,16 +29,5 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "observe":  # sub-package of mock observations, imported on first use
-        return importlib.import_module(".observe", __name__)
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'astroflow_gal' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(f".{module}", __name__), name)
-
-
-def __dir__() -> list[str]:
-    # the public names (lazy ones included) and the module's dunders, not its helpers
-    return sorted(set(__all__) | {n for n in globals() if n.startswith("__")})
+# imported on first use; dir() lists them (tab completion)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, also=["__version__"])
