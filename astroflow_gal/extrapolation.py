@@ -12,9 +12,11 @@ galaxy is anywhere near that combination. So the conditions are judged jointly:
 2. the distance ``d`` of the requested conditions to the *nearest* training galaxy is compared
    with how densely the training galaxies sample their own space: ``s``, the 90th percentile over
    the training galaxies of the distance of each to its nearest other training galaxy;
-3. ``d > 1.5 s`` warns (:class:`~astroflow_gal.inputs.ExtrapolationWarning`), ``d > 3 s`` raises
-   (:class:`~astroflow_gal.inputs.ConditionRangeError`, unless ``allow_extrapolation``); both name
-   the nearest training galaxy and its conditions.
+3. ``d > max(1.5 s, 2)`` warns (:class:`~astroflow_gal.inputs.ExtrapolationWarning`),
+   ``d > max(3 s, 3)`` raises (:class:`~astroflow_gal.inputs.ConditionRangeError`, unless
+   ``allow_extrapolation``); both name the nearest training galaxy and its conditions. The
+   thresholds follow the gaps of a sparse suite, and never fall below 2 and 3 (training spreads)
+   so that a dense suite does not turn ordinary interpolation into warnings.
 
 Model files written before the training conditions were stored fall back to the per-condition
 ranges of :func:`astroflow_gal.inputs.check_training_range`.
@@ -32,12 +34,16 @@ import numpy as np
 from .data import schema
 from .inputs import ConditionRangeError, ExtrapolationWarning
 
-__all__ = ["WARN_FACTOR", "RAISE_FACTOR", "TrainingConditions"]
+__all__ = ["WARN_FACTOR", "RAISE_FACTOR", "WARN_MIN", "RAISE_MIN", "TrainingConditions"]
 
 WARN_FACTOR = 1.5
 """Warn beyond this many times the training galaxies' typical neighbour distance."""
 RAISE_FACTOR = 3.0
 """Refuse beyond this many times the training galaxies' typical neighbour distance."""
+WARN_MIN = 2.0
+"""Smallest warning distance (Mahalanobis units, i.e. training spreads)."""
+RAISE_MIN = 3.0
+"""Smallest refusal distance (Mahalanobis units)."""
 
 
 def _flow_scale(values: np.ndarray, names: Sequence[str]) -> np.ndarray:
@@ -103,12 +109,12 @@ class TrainingConditions:
     @property
     def warn_distance(self) -> float:
         """Distance beyond which conditions warn (Mahalanobis units)."""
-        return WARN_FACTOR * self.spacing
+        return max(WARN_FACTOR * self.spacing, WARN_MIN)
 
     @property
     def raise_distance(self) -> float:
         """Distance beyond which conditions are refused (Mahalanobis units)."""
-        return RAISE_FACTOR * self.spacing
+        return max(RAISE_FACTOR * self.spacing, RAISE_MIN)
 
     def distance(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mahalanobis distance to the nearest training galaxy, and that galaxy's row.

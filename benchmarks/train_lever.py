@@ -32,6 +32,7 @@ from astroflow_gal.analysis.metrics import kl_to_truth
 from astroflow_gal.data import schema
 from astroflow_gal.flow import ConditionalSplineFlow
 from astroflow_gal.inputs import ExtrapolationWarning
+from astroflow_gal.model import MARGINALS
 from astroflow_gal.normalizer import Normalizer
 from astroflow_gal.training import TrainingData, train_flow
 
@@ -54,6 +55,21 @@ def mean_kl(model, suite, ids, n_stars: int) -> tuple[float, list[float]]:
         warnings.simplefilter("ignore", ExtrapolationWarning)
         table = kl_to_truth(model, suite, ids, n_stars=n_stars, seed=1)
     kl = [float(v) for v in table["kl"]]
+    return float(np.mean(kl)), kl
+
+
+def mean_marginal_kl(model, kind, suite, ids, n_stars: int) -> tuple[float, list[float]]:
+    """Mean KL per star of the ``kind`` marginal over the galaxies ``ids`` (exact truth)."""
+    names = MARGINALS[kind]
+    kl = []
+    for k, gid in enumerate(ids):
+        values = suite.truth.sample_arrays(n_stars, gid, 1 + k)[:, : len(names)]
+        log_p = suite.truth.marginal_log_prob(values, gid, names)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExtrapolationWarning)
+            log_f = model.log_marginal(values, kind, dict(suite[gid].conditions),
+                                       allow_extrapolation=True)
+        kl.append(float(np.mean(log_p - log_f)))
     return float(np.mean(kl)), kl
 
 
@@ -83,6 +99,8 @@ def main() -> None:
     p.add_argument("--train-every", type=int, default=9, help="KL on every k-th train galaxy")
     p.add_argument("--init", help="start from the eDF flow of this model file (its architecture "
                    "and the standardisation of its unbounded columns and conditions)")
+    p.add_argument("--target", default="edf", choices=["edf", *MARGINALS],
+                   help="the eDF flow, or a marginal flow (needs --init with that marginal)")
     p.add_argument("--test-seed", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=20)
     args = p.parse_args()
@@ -103,19 +121,22 @@ def main() -> None:
     normalizer = Normalizer.fit(stars, conds)
     config = dict(n_layers=args.n_layers, bins=args.bins, hidden=args.hidden,
                   hidden_layers=args.hidden_layers)
-    flow = ConditionalSplineFlow(10, 4, **config, seed=args.seed)
+    names = schema.STAR_NAMES if args.target == "edf" else MARGINALS[args.target]
+    flow = ConditionalSplineFlow(len(names), 4, **config, seed=args.seed)
     if args.init:
         # Warm start: the old flow's weights, and the old affine standardisation of every column
         # whose map did not change (bounded columns keep the map fitted here).
         init = GalaxyModel.load(args.init)
-        flow = ConditionalSplineFlow(**init.flow.config)
-        flow.load_state_dict(init.flow.state_dict())
+        source = init.flow if args.target == "edf" else init.marginals[args.target]
+        flow = ConditionalSplineFlow(**source.config)
+        flow.load_state_dict(source.state_dict())
         old = {t.name: t for t in init.normalizer.star_transforms}
         normalizer = Normalizer(
             [t if t.bounded else old[t.name] for t in normalizer.star_transforms],
             init.normalizer.condition_transforms,
         )
-    data_train, data_val = training_data(train, normalizer), training_data(holdout, normalizer)
+    data_train = training_data(train, normalizer, names)
+    data_val = training_data(holdout, normalizer, names)
     print(f"suite {len(train)} + {len(holdout)} galaxies, {stars.shape[0]} training stars, "
           f"setup {time.perf_counter() - t0:.0f} s", flush=True)
     train_ids = train.ids[:: args.train_every]
@@ -152,12 +173,22 @@ def main() -> None:
             weight_decay=args.weight_decay, condition_noise=args.condition_noise,
         )
         train_time += time.perf_counter() - t
-        model = GalaxyModel(flow, normalizer, training_range=training_range, meta=meta,
-                            history={"edf": result.history})
         t = time.perf_counter()
-        kl_hold, per_hold = mean_kl(model, suite, holdout.ids, args.kl_stars)
-        kl_train, _ = mean_kl(model, suite, train_ids, args.kl_stars)
-        kl_test, per_test = mean_kl(model, test, test.ids, args.kl_stars)
+        if args.target == "edf":
+            model = GalaxyModel(flow, normalizer, training_range=training_range, meta=meta,
+                                history={"edf": result.history})
+            kl_hold, per_hold = mean_kl(model, suite, holdout.ids, args.kl_stars)
+            kl_train, _ = mean_kl(model, suite, train_ids, args.kl_stars)
+            kl_test, per_test = mean_kl(model, test, test.ids, args.kl_stars)
+        else:
+            model = GalaxyModel(init.flow, normalizer, training_range=training_range, meta=meta,
+                                history={args.target: result.history},
+                                marginals={args.target: flow})
+            kl_hold, per_hold = mean_marginal_kl(model, args.target, suite, holdout.ids,
+                                                 args.kl_stars)
+            kl_train, _ = mean_marginal_kl(model, args.target, suite, train_ids, args.kl_stars)
+            kl_test, per_test = mean_marginal_kl(model, args.target, test, test.ids,
+                                                 args.kl_stars)
         row = {
             "step": target, "epoch": target * args.batch_size / stars.shape[0],
             "train_time_s": round(train_time, 1), "eval_s": round(time.perf_counter() - t, 1),

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from astroflow_gal.data import schema
-from astroflow_gal.extrapolation import RAISE_FACTOR, WARN_FACTOR, TrainingConditions
+from astroflow_gal.extrapolation import (
+    RAISE_FACTOR,
+    RAISE_MIN,
+    WARN_FACTOR,
+    WARN_MIN,
+    TrainingConditions,
+)
 from astroflow_gal.inputs import (
     ConditionRangeError,
     ExtrapolationWarning,
@@ -79,8 +85,8 @@ def test_model_refuses_impossible_conditions_before_work(small_model, mid_condit
 # -- joint distance -------------------------------------------------------------------------------
 def test_training_galaxies_pass_silently():
     tc = scaling_suite()
-    assert 0 < tc.spacing and tc.warn_distance == WARN_FACTOR * tc.spacing
-    assert tc.raise_distance == RAISE_FACTOR * tc.spacing
+    assert 0 < tc.spacing and tc.warn_distance == max(WARN_FACTOR * tc.spacing, WARN_MIN)
+    assert tc.raise_distance == max(RAISE_FACTOR * tc.spacing, RAISE_MIN)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for row in tc.values[::7]:
@@ -114,6 +120,13 @@ def test_between_the_thresholds_warns():
         pytest.fail("no probe between the thresholds")
     with pytest.warns(ExtrapolationWarning, match=tc.ids[int(tc.distance(probe)[1][0])]):
         tc.check(probe)
+
+
+def test_thresholds_follow_a_sparse_suite_and_have_a_floor():
+    sparse, dense = scaling_suite(n=12, seed=1), scaling_suite(n=400, seed=1)
+    assert sparse.spacing > dense.spacing
+    assert sparse.raise_distance >= dense.raise_distance == RAISE_MIN
+    assert dense.warn_distance == WARN_MIN
 
 
 def test_bad_training_conditions_raise():
