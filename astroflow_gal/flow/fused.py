@@ -12,15 +12,13 @@ GIL during the call): no torch headers, no build tool, about a second of compila
 machine; later processes load the cached library. Without a working compiler the package uses
 the pure-torch spline, with the same results.
 
-Settings
---------
-``ASTROFLOW_GAL_FUSED_SPLINE``
-    ``0`` turns the fused spline off (the pure-torch spline everywhere); ``1`` requires it
-    (an error if it cannot be built); unset or ``auto``: used where available. Read at every
-    call.
-``ASTROFLOW_GAL_CACHE``
-    Folder of the compiled library (default ``$XDG_CACHE_HOME/astroflow_gal`` or
-    ``~/.cache/astroflow_gal``).
+Two environment variables set it up:
+
+- ``ASTROFLOW_GAL_FUSED_SPLINE``: ``0`` turns the fused spline off (the pure-torch spline
+  everywhere); ``1`` requires it (an error if it cannot be built); unset or ``auto``: used where
+  available. Read at every call.
+- ``ASTROFLOW_GAL_CACHE``: folder of the compiled library (default
+  ``$XDG_CACHE_HOME/astroflow_gal`` or ``~/.cache/astroflow_gal``).
 """
 
 from __future__ import annotations
@@ -41,7 +39,15 @@ from torch.autograd.function import once_differentiable
 
 from ._kernel_source import source
 
-__all__ = ["ENV_SWITCH", "available", "fused_spline", "fused_wanted", "library_path"]
+__all__ = [
+    "ENV_SWITCH",
+    "available",
+    "fused_spline",
+    "fused_wanted",
+    "library_path",
+    "supports",
+    "unavailable_reason",
+]
 
 #: Environment variable that switches the fused spline off (``0``) or requires it (``1``).
 ENV_SWITCH = "ASTROFLOW_GAL_FUSED_SPLINE"
@@ -178,8 +184,16 @@ def _suffix(t: torch.Tensor) -> str:
     return "f32" if t.dtype == torch.float32 else "f64"
 
 
+#: Elements below which a call runs on one thread: starting a thread and waiting for it costs
+#: more than the work saved (measured on a loaded 2-core machine, a training batch of
+#: 1024 x 5 elements ran no faster on two threads).
+_MIN_ELEMENTS_FOR_THREADS = 16384
+
+
 def _threads(n: int) -> int:
     # Inside a worker block torch runs on one thread; the kernel follows torch's count.
+    if n < _MIN_ELEMENTS_FOR_THREADS:
+        return 1
     return max(1, torch.get_num_threads())
 
 
