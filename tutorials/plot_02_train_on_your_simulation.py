@@ -116,7 +116,9 @@ print(kl)
 
 # %%
 # For scale, the shipped model (trained for about an hour on 90 synthetic galaxies of the same
-# family) on the same galaxies: our four-epoch model is far from converged, as expected.
+# family) on the same galaxies: our four-epoch model is far from converged, as expected. A galaxy
+# whose conditions lie outside the range the shipped model was trained on gets an
+# ``ExtrapolationWarning`` saying which condition and by how much.
 shipped = kl_to_truth(GalaxyModel.pretrained(), suite, galaxy_ids=split.holdout_ids, n_stars=2_000,
                       seed=1)
 print(shipped)
