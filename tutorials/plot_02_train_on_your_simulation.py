@@ -115,10 +115,10 @@ kl = kl_to_truth(model, suite, galaxy_ids=split.holdout_ids, n_stars=2_000, seed
 print(kl)
 
 # %%
-# For scale, the shipped model (trained for about an hour on 90 synthetic galaxies of the same
-# family) on the same galaxies: our four-epoch model is far from converged, as expected. A galaxy
-# whose conditions lie outside the range the shipped model was trained on gets an
-# ``ExtrapolationWarning`` saying which condition and by how much.
+# For scale, the shipped model (trained for hours on hundreds of synthetic galaxies of the same
+# family, see the model card) on the same galaxies: our four-epoch model is far from converged,
+# as expected. A galaxy whose conditions lie outside the range the shipped model was trained on
+# gets an ``ExtrapolationWarning`` saying which condition and by how much.
 shipped = kl_to_truth(GalaxyModel.pretrained(), suite, galaxy_ids=split.holdout_ids, n_stars=2_000,
                       seed=1)
 print(shipped)
