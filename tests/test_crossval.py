@@ -17,16 +17,6 @@ TINY_EVAL = {"max_stars": 150, "kernel_permutations": 9, "max_test_points": 60,
              "classifier_epochs": 5, "n_kl_stars": 50}
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread for the test (a busy shared machine makes more threads slower)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def tiny_suite(small_suite):
@@ -44,7 +34,7 @@ def _run(suite, out, **kw):
 
 
 def test_crossval_runs_and_resumes_where_it_stopped(tiny_suite, tmp_path, monkeypatch, caplog,
-                                                   one_thread):
+                                                   one_torch_thread):
     from astroflow_gal.training import checkpoint
 
     # A run killed right after the second checkpoint of model 1 ...
@@ -106,7 +96,7 @@ def test_crossval_refuses_other_settings_and_bad_options(tiny_suite, tmp_path):
         cross_validate(tiny_suite, tmp_path / "x", n_holdout=0, fit_options={"epochs": 1})
 
 
-def test_cli_crossval_tiny(tiny_suite, tmp_path, capsys, one_thread):
+def test_cli_crossval_tiny(tiny_suite, tmp_path, capsys, one_torch_thread):
     from astroflow_gal.cli import main
 
     suite_file = tmp_path / "s.h5"

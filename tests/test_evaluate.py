@@ -10,17 +10,6 @@ from astroflow_gal.analysis.evaluate import evaluate, format_summary, pair_summa
 from astroflow_gal.data.suite import Galaxy, GalaxySuite
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread for the test (a busy shared machine makes more threads slower)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_suite(small_suite):
     """Four galaxies of at most 400 stars each, with the exact truth."""
@@ -28,7 +17,8 @@ def tiny_suite(small_suite):
     return GalaxySuite(galaxies, meta={"source": "test"}, truth=small_suite.truth)
 
 
-def test_evaluate_writes_its_tables_and_figures(small_model, tiny_suite, tmp_path, one_thread):
+@pytest.mark.usefixtures("one_torch_thread")
+def test_evaluate_writes_its_tables_and_figures(small_model, tiny_suite, tmp_path):
     held = tiny_suite.ids[1]
     small_model.meta["holdout"] = [held]
     try:
@@ -96,7 +86,7 @@ def test_evaluate_refuses_bad_input_by_name(small_model, tiny_suite, tmp_path):
     assert not list(tmp_path.iterdir())  # nothing was written before the errors
 
 
-def test_cli_evaluate(small_model, tiny_suite, tmp_path, capsys, one_thread):
+def test_cli_evaluate(small_model, tiny_suite, tmp_path, capsys, one_torch_thread):
     from astroflow_gal.cli import main
 
     model_file, suite_file = tmp_path / "m.h5", tmp_path / "s.h5"
@@ -119,7 +109,7 @@ def test_cli_evaluate(small_model, tiny_suite, tmp_path, capsys, one_thread):
     assert code == 2 and "no exact truth" in capsys.readouterr().err
 
 
-def test_shipped_model_follows_the_mass_trend_as_in_the_paper(one_thread):
+def test_shipped_model_follows_the_mass_trend_as_in_the_paper(one_torch_thread):
     # Paper Figure 3 on the shipped model: MMD grows with |dlog10 M_stars| and the model's
     # points lie within the data-data distribution (docs/evaluation.md has the full run).
     from astroflow_gal import GalaxyModel

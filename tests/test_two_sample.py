@@ -74,18 +74,9 @@ def test_roc_auc_and_its_error():
     assert auc_standard_error(1.0, n, n) == 0.0
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread for the test (a busy shared machine makes more threads slower)."""
-    import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_classifier_auc_is_half_on_identical_and_near_one_on_different_distributions(one_thread):
+@pytest.mark.usefixtures("one_torch_thread")
+def test_classifier_auc_is_half_on_identical_and_near_one_on_different_distributions():
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=(800, 6)), rng.normal(size=(800, 6))
     null = classifier_test(x, y, epochs=100, seed=1)
