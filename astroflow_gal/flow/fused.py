@@ -104,6 +104,8 @@ def _build(path: Path) -> None:
 
 def _load() -> ctypes.CDLL | None:
     """The loaded library, building it on first use; None (and the reason kept) if impossible."""
+    if "lib" in _STATE:  # after the first call: no lock
+        return _STATE["lib"]
     with _LOCK:
         if "lib" in _STATE:
             return _STATE["lib"]
