@@ -8,7 +8,6 @@ import time
 import astropy.units as u
 import pytest
 
-from astroflow_gal.training import progress as progress_mod
 from astroflow_gal.training.progress import ProgressLog, ProgressReporter, track
 
 MW = dict(M_stars=5e10 * u.Msun, tau50=7 * u.Gyr, tau10=2 * u.Gyr, Z_av=0.015)
@@ -109,7 +108,6 @@ def test_sample_to_file_reports_without_a_terminal(no_log_handlers, capsys, monk
 
     model = GalaxyModel.pretrained()
     monkeypatch.setattr(model_mod, "_REPORT_FROM_STARS", 2_000)
-    monkeypatch.setattr(progress_mod, "LOG_INTERVAL_S", 30.0)
     model.sample_to_file(3_000, tmp_path / "a.h5", MW, seed=1)  # progress=None, no terminal
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[0] == "sampling a.h5: 3,000 stars to do"
