@@ -172,9 +172,12 @@ def fused_wanted() -> bool:
 
 
 def supports(inputs: torch.Tensor, theta: torch.Tensor) -> bool:
-    """Whether these tensors can go to the fused spline: CPU, float32 or float64, one dtype."""
+    """Whether these tensors can go to the fused spline: CPU, float32 or float64, one dtype,
+    one parameter row per input element (no broadcasting)."""
     return (
-        inputs.device.type == "cpu"
+        theta.dim() == inputs.dim() + 1
+        and theta.shape[:-1] == inputs.shape
+        and inputs.device.type == "cpu"
         and theta.device.type == "cpu"
         and inputs.dtype in (torch.float32, torch.float64)
         and theta.dtype == inputs.dtype
