@@ -92,7 +92,7 @@ numpydoc_xref_aliases = {
 }
 # words of type descriptions that are not objects
 numpydoc_xref_ignore = {
-    "optional", "default", "of", "or", "and", "shape", "like", "path-like", "array-like",
+    "astropy", "optional", "default", "of", "or", "and", "shape", "like", "path-like", "array-like",
     "mapping", "sequence", "iterable", "callable", "int", "float", "bool", "str", "dict",
     "list", "tuple", "None", "number", "numbers", "scalar", "positive", "non-negative",
     "each", "same", "any", "the", "in", "with", "to", "a", "an", "per", "one", "N", "D", "C",
@@ -113,6 +113,8 @@ intersphinx_mapping = {
     "astropy": ("https://docs.astropy.org/en/stable/", str(_INV / "astropy.inv")),
     "torch": ("https://docs.pytorch.org/docs/stable/", str(_INV / "torch.inv")),
     "xarray": ("https://docs.xarray.dev/en/stable/", str(_INV / "xarray.inv")),
+    "matplotlib": ("https://matplotlib.org/stable/", str(_INV / "matplotlib.inv")),
+    "h5py": ("https://docs.h5py.org/en/stable/", str(_INV / "h5py.inv")),
 }
 intersphinx_timeout = 5
 # Unresolved cross-references are not warnings (nitpicky off): a name missing from the minimal
@@ -143,6 +145,8 @@ html_show_sourcelink = False
 # matplotlib without a display; torch on one thread keeps the tutorials' timings comparable
 os.environ.setdefault("MPLBACKEND", "Agg")
 warnings.filterwarnings("ignore", message="Matplotlib is currently using agg")
+# astropy writes a "Frame Attributes" section into the docstrings of coordinate frames (GalaxyFrame)
+warnings.filterwarnings("ignore", message="Unknown section Frame Attributes")
 
 
 def _observe_page(app, docname: str, source: list[str]) -> None:

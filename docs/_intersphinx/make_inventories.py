@@ -115,6 +115,15 @@ INVENTORIES: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         ("torch.autograd.grad", "py:function", "generated/torch.autograd.grad.html#$"),
         ("torch.distributed", "py:module", "distributed.html#module-$"),
     ]),
+    "matplotlib": ("stable", [
+        ("matplotlib.figure.Figure", "py:class", "api/_as_gen/matplotlib.figure.Figure.html#$"),
+        ("matplotlib.axes.Axes", "py:class", "api/_as_gen/matplotlib.axes.Axes.html#$"),
+    ]),
+    "h5py": ("stable", [
+        ("h5py.File", "py:class", "high/file.html#$"),
+        ("h5py.Group", "py:class", "high/group.html#$"),
+        ("h5py.Dataset", "py:class", "high/dataset.html#$"),
+    ]),
     "xarray": ("stable", [
         ("xarray.Dataset", "py:class", "generated/xarray.Dataset.html#$"),
         ("xarray.DataArray", "py:class", "generated/xarray.DataArray.html#$"),
