@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 from typing import Any
+
+from ._common import log_progress, print_summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -79,10 +79,8 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     """Read the suite, run (or continue) the cross-validation, print the summary."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
-                        stream=sys.stderr)
+    log_progress()
     from ..analysis.crossval import cross_validate
-    from ..analysis.evaluate import format_summary
     from ..data import GalaxySuite
 
     fit, evaluation = _options(args)
@@ -90,6 +88,6 @@ def run(args: argparse.Namespace) -> int:
     result = cross_validate(suite, args.out, n_models=args.models, n_holdout=args.holdout,
                             seed=args.seed, fit_options=fit, evaluate_options=evaluation,
                             heartbeat_s=args.heartbeat)
-    print(format_summary(result["metrics"].meta["summary"]))
+    print_summary(result)
     print(f"wrote {args.out / 'metrics.ecsv'} and the figures")
     return 0

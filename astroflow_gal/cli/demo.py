@@ -13,22 +13,19 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..data import schema
+from ._common import (
+    DEFAULT_CONDITIONS,
+    add_condition_arguments,
+    choose_conditions,
+    load_model,
+    model_conditions,
+)
+from ._common import say as _say
 
-#: Milky-Way-like defaults (schema units): stellar mass [Msun], median and 10th-percentile
-#: stellar age [Gyr], mean metal mass fraction. ``tau10`` (young end) is below ``tau50``.
-DEFAULT_CONDITIONS: dict[str, float] = {
-    "M_stars": 5e10,
-    "tau50": 7.0,
-    "tau10": 2.0,
-    "Z_av": 0.015,
-}
-_OPTIONS = {"M_stars": "--M-stars", "tau50": "--tau50", "tau10": "--tau10", "Z_av": "--Z-av"}
-_HELP_UNITS = {"M_stars": "Msun", "tau50": "Gyr", "tau10": "Gyr", "Z_av": "dimensionless"}
+__all__ = ["DEFAULT_CONDITIONS", "choose_conditions", "register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,10 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, default=None,
                    help="model file (default: the model shipped with the package)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    for name, option in _OPTIONS.items():
-        p.add_argument(option, dest=name, type=float, default=None,
-                       help=f"{schema.column(name).description} [{_HELP_UNITS[name]}] "
-                       f"(default {DEFAULT_CONDITIONS[name]:g}, clipped to the training range)")
+    add_condition_arguments(p)
     p.add_argument("--ecsv-rows", type=int, default=100_000,
                    help="rows written to ECSV (default 100,000; 0: no ECSV; -1: all rows)")
     p.add_argument("--plot-stars", type=int, default=50_000,
@@ -59,75 +53,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-extrapolation", action="store_true",
                    help="accept conditions far outside the training range")
     p.set_defaults(func=run)
-
-
-def choose_conditions(
-    given: dict[str, float | None], training_range: dict[str, Any] | None
-) -> tuple[dict[str, float], list[str]]:
-    """Conditions for the demo: the given ones, or the defaults clipped to the training range.
-
-    Parameters
-    ----------
-    given : dict of str to float or None
-        Values from the command line in schema units (Msun, Gyr, Gyr, dimensionless); None takes
-        the default from :data:`DEFAULT_CONDITIONS`.
-    training_range : dict, optional
-        The model's ``training_range`` (name to (min, max), schema units).
-
-    Returns
-    -------
-    conditions : dict of str to float
-        One value per condition, schema units.
-    notes : list of str
-        One sentence per default that was moved into the training range.
-    """
-    conditions: dict[str, float] = {}
-    notes: list[str] = []
-    for name, default in DEFAULT_CONDITIONS.items():
-        value = given.get(name)
-        if value is not None:
-            if not np.isfinite(value):
-                raise ValueError(f"{_OPTIONS[name]} must be finite, got {value}")
-            conditions[name] = float(value)
-            continue
-        value = default
-        if training_range and name in training_range:
-            lo, hi = (float(v) for v in training_range[name])
-            clipped = min(max(value, lo), hi)
-            if clipped != value:
-                unit = _HELP_UNITS[name]
-                notes.append(
-                    f"default {name} = {value:g} {unit} lies outside the model's training range "
-                    f"[{lo:.4g}, {hi:.4g}]; using {clipped:.4g}"
-                )
-                value = clipped
-        conditions[name] = float(value)
-    if conditions["tau10"] > conditions["tau50"]:
-        raise ValueError(
-            f"tau10 = {conditions['tau10']:g} Gyr exceeds tau50 = {conditions['tau50']:g} Gyr; "
-            "tau10 is the 10th percentile of the stellar ages (the young end), so tau10 <= tau50"
-        )
-    return conditions, notes
-
-
-def _load_model(path: Path | None) -> Any:
-    from ..model import GalaxyModel
-
-    if path is None:
-        try:
-            return GalaxyModel.pretrained()
-        except FileNotFoundError as err:
-            raise FileNotFoundError(
-                f"{err}; the package ships astroflow_gal/pretrained/default.h5 — reinstall it, "
-                "or give a model file with --model"
-            ) from None
-    if not path.exists():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    return GalaxyModel.load(path)
-
-
-def _say(message: str) -> None:
-    print(message, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,21 +71,13 @@ def run(args: argparse.Namespace) -> int:
             f"--ecsv-rows must be -1 (all), 0 (none) or positive, got {args.ecsv_rows}"
         )
     start_all = time.perf_counter()
-    model = _load_model(args.model)
-    given = {name: getattr(args, name) for name in DEFAULT_CONDITIONS}
-    conditions, notes = choose_conditions(given, model.training_range)
-    for note in notes:
-        _say(f"note: {note}")
-    missing = set(model.condition_names) - set(conditions)
-    if missing:
-        raise ValueError(f"the model needs conditions the demo does not set: {sorted(missing)}")
-    conditions = {k: conditions[k] for k in model.condition_names}
+    model = load_model(args.model, hint="give a model file with --model")
+    conditions, described = model_conditions(args, model)
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     h5_path = out / "stars.h5"
     interactive = sys.stderr.isatty()
-    described = ", ".join(f"{k}={v:.4g} {_HELP_UNITS[k]}" for k, v in conditions.items())
     _say(f"model: {model.meta.get('name', 'unnamed')}")
     _say(f"sampling {n:,} stars with {described} (seed {args.seed}) ...")
     start = time.perf_counter()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
+
+from ._common import log_progress, print_summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,9 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model and the suite, evaluate, print the summary."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
-                        stream=sys.stderr)
-    from ..analysis.evaluate import evaluate, format_summary
+    log_progress()
+    from ..analysis.evaluate import evaluate
     from ..data import GalaxySuite
     from ..model import GalaxyModel
 
@@ -75,6 +74,6 @@ def run(args: argparse.Namespace) -> int:
         allow_extrapolation=args.allow_extrapolation,
         formats=args.formats,
     )
-    print(format_summary(result["metrics"].meta["summary"]))
+    print_summary(result)
     print(f"wrote the tables and figures into {args.out}")
     return 0

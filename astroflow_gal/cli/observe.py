@@ -13,8 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..data import schema
-from .demo import _HELP_UNITS, _OPTIONS, DEFAULT_CONDITIONS, choose_conditions
+from ._common import add_condition_arguments, load_model, model_conditions
+from ._common import say as _say
 
 _CATALOGUE_SUFFIXES = (".fits", ".fit", ".ecsv", ".h5", ".hdf5")
 
@@ -26,10 +26,7 @@ def _model_arguments(p: argparse.ArgumentParser, default_n: int) -> None:
                    help=f"stars drawn from the model (default {default_n:,})")
     p.add_argument("--seed", type=int, default=42,
                    help="seed of the sample, the errors and the subsampling (default 42)")
-    for name, option in _OPTIONS.items():
-        p.add_argument(option, dest=name, type=float, default=None,
-                       help=f"{schema.column(name).description} [{_HELP_UNITS[name]}] "
-                       f"(default {DEFAULT_CONDITIONS[name]:g}, clipped to the training range)")
+    add_condition_arguments(p)
     p.add_argument("--allow-extrapolation", action="store_true",
                    help="accept conditions far outside the training range")
 
@@ -117,31 +114,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.set_defaults(func=run_ifu)
 
 
-def _say(message: str) -> None:
-    print(message, flush=True)
-
-
-def _load_model(name: str) -> Any:
-    from ..model import GalaxyModel
-
-    if name == "default":
-        return GalaxyModel.pretrained()
-    path = Path(name)
-    if not path.exists():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    return GalaxyModel.load(path)
-
-
 def _sample(args: argparse.Namespace) -> Any:
     if args.n_stars < 1:
         raise ValueError(f"-n must be a positive number of stars, got {args.n_stars}")
-    model = _load_model(args.model)
-    given = {name: getattr(args, name) for name in DEFAULT_CONDITIONS}
-    conditions, notes = choose_conditions(given, model.training_range)
-    for note in notes:
-        _say(f"note: {note}")
-    conditions = {k: conditions[k] for k in model.condition_names}
-    described = ", ".join(f"{k}={v:.4g} {_HELP_UNITS[k]}" for k, v in conditions.items())
+    model = load_model(args.model)
+    conditions, described = model_conditions(args, model)
     _say(f"sampling {args.n_stars:,} stars with {described} (seed {args.seed}) ...")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -16,10 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import schema
-
-_OPTIONS = {"M_stars": "--M-stars", "tau50": "--tau50", "tau10": "--tau10", "Z_av": "--Z-av"}
-_HELP_UNITS = {"M_stars": "Msun", "tau50": "Gyr", "tau10": "Gyr", "Z_av": "dimensionless"}
+from ._common import add_condition_arguments, given_conditions, load_model
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,9 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "errors) to netCDF, with a figure beside it.",
     )
     p.add_argument("model", help="model file (.h5), or 'default' for the shipped model")
-    for name, option in _OPTIONS.items():
-        p.add_argument(option, dest=name, type=float, required=True,
-                       help=f"{schema.column(name).description} [{_HELP_UNITS[name]}]")
+    add_condition_arguments(p, required=True)
     p.add_argument("-n", "--n-stars", type=int, default=200_000,
                    help="stars drawn (default 200,000)")
     p.add_argument("-o", "--output", type=Path, default=Path("profiles.nc"),
@@ -48,17 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-extrapolation", action="store_true",
                    help="accept conditions far outside the training range")
     p.set_defaults(func=run)
-
-
-def _load_model(name: str) -> Any:
-    from ..model import GalaxyModel
-
-    if name == "default":
-        return GalaxyModel.pretrained()
-    path = Path(name)
-    if not path.exists():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    return GalaxyModel.load(path)
 
 
 def profiles_figure(ds: Any, path: str | Path | None = None, title: str = "") -> Any:
@@ -142,14 +126,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--bins must be positive, got {args.bins}")
     if args.r_max is not None and not (np.isfinite(args.r_max) and args.r_max > 0):
         raise ValueError(f"--r-max must be a positive radius in kpc, got {args.r_max}")
-    for name, option in _OPTIONS.items():
-        if not np.isfinite(getattr(args, name)):
-            raise ValueError(f"{option} must be finite")
+    conditions = given_conditions(args)
     output = Path(args.output)
     if not output.parent.exists():
         raise FileNotFoundError(f"folder {output.parent} of {output} does not exist")
-    conditions = {name: getattr(args, name) for name in _OPTIONS}
-    model = _load_model(args.model)
+    model = load_model(args.model)
     start = time.perf_counter()
     stars = model.sample(args.n_stars, conditions, seed=args.seed,
                          allow_extrapolation=args.allow_extrapolation)
