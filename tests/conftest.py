@@ -107,6 +107,18 @@ def small_model(small_suite):
 
 
 @pytest.fixture(scope="session")
+def phase_model(small_model):
+    """``small_model`` with a phase-space marginal flow as well (for the Agama and CBE tests)."""
+    return GalaxyModel(
+        small_model.flow,
+        small_model.normalizer,
+        training_range=small_model.training_range,
+        marginals={"position": small_model.marginals["position"],
+                   "phase_space": perturbed_flow(6, 4, seed=9)},
+    )
+
+
+@pytest.fixture(scope="session")
 def mid_conditions(small_suite):
     """Conditions of a training galaxy (inside the training range)."""
     return dict(small_suite[small_suite.ids[len(small_suite) // 2]].conditions)

@@ -8,7 +8,6 @@ import astropy.units as u
 import numpy as np
 import pytest
 import torch
-from conftest import perturbed_flow
 
 from astroflow_gal.analysis.agama import (
     compare_potentials,
@@ -24,14 +23,8 @@ G = 4.300917270e-6  # kpc (km/s)^2 / Msun
 
 
 @pytest.fixture(scope="module")
-def model(small_model):
-    return GalaxyModel(
-        small_model.flow,
-        small_model.normalizer,
-        training_range=small_model.training_range,
-        marginals={"position": small_model.marginals["position"],
-                   "phase_space": perturbed_flow(6, 4, seed=9)},
-    )
+def model(phase_model):
+    return phase_model
 
 
 @pytest.fixture(scope="module")

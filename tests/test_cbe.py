@@ -9,10 +9,8 @@ import astropy.units as u
 import numpy as np
 import pytest
 import torch
-from conftest import perturbed_flow
 
 from astroflow_gal.analysis.cbe import cbe_residual, cbe_terms, model_log_df, rank_potentials
-from astroflow_gal.model import GalaxyModel
 
 G = 4.300917270e-6  # kpc (km/s)^2 / Msun
 M = 1e11  # Msun
@@ -125,17 +123,6 @@ def test_bad_inputs_are_refused():
         cbe_residual(hernquist_log_f, 3.0, x, v)
     with pytest.raises(ValueError, match="log_f"):
         cbe_residual(lambda xv: xv.sum(), hernquist_acc(), x, v)
-
-
-@pytest.fixture(scope="module")
-def phase_model(small_model):
-    return GalaxyModel(
-        small_model.flow,
-        small_model.normalizer,
-        training_range=small_model.training_range,
-        marginals={"position": small_model.marginals["position"],
-                   "phase_space": perturbed_flow(6, 4, seed=9)},
-    )
 
 
 def test_rank_potentials_returns_sorted_candidates(phase_model, mid_conditions):
