@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 from ..data import schema
+from ..data._checks import in_unit, points
+from ..data._checks import integer as _positive_int
 
 __all__ = [
     "AGAMA_INSTALL_HINT",
@@ -126,29 +128,14 @@ def _m_stars(model: Any, values: np.ndarray) -> float:
     return float(values[list(model.condition_names).index("M_stars")])
 
 
-def _points(points: Any, ncol: int, name: str) -> np.ndarray:
-    arr = np.asarray(points, dtype=np.float64)
-    if arr.ndim == 1 and arr.shape[0] == ncol:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != ncol:
-        raise ValueError(f"{name} must have shape (N, {ncol}), got {np.shape(points)}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} holds NaN or infinite values")
-    return arr
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+def _points(values: Any, ncol: int, name: str) -> np.ndarray:
+    # positions: kpc (a length Quantity is converted); phase space: plain numbers in kpc and km/s
+    return points(values, u.kpc if ncol == 3 else u.dimensionless_unscaled, name, ncol)
 
 
 def _length(value: Any, name: str) -> float:
     if isinstance(value, u.Quantity):
-        try:
-            value = value.to_value(u.kpc)
-        except u.UnitConversionError as err:
-            raise u.UnitConversionError(f"{name} must be a length, got {value.unit}") from err
+        value = in_unit(value, u.kpc, name).value
     value = float(value)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive finite length (kpc), got {value}")
@@ -316,14 +303,7 @@ def _select_box(select: Mapping[str, Any] | None) -> dict[str, tuple[float, floa
 def _select_value(name: str, value: Any) -> float:
     """A value of star column ``name`` in its schema unit (Quantity or plain number)."""
     if isinstance(value, u.Quantity):
-        unit = schema.column(name).unit
-        try:
-            value = value.to_value(unit)
-        except u.UnitConversionError as err:
-            raise u.UnitConversionError(
-                f"select[{name!r}] must be in a unit compatible with {unit or 'dimensionless'}, "
-                f"got {value.unit}"
-            ) from err
+        value = in_unit(value, schema.column(name).unit, f"select[{name!r}]").value
     value = float(value)
     if math.isnan(value):
         raise ValueError(f"select[{name!r}] holds NaN")

@@ -28,7 +28,9 @@ import numpy as np
 import torch
 
 from ..data import schema
-from .agama import _check_model, _condition_values, _positive_int, accelerations
+from ..data._checks import integer as _positive_int
+from ..data._checks import points
+from .agama import _check_model, _condition_values, accelerations
 
 __all__ = ["cbe_residual", "cbe_terms", "model_log_df", "rank_potentials"]
 
@@ -36,19 +38,7 @@ __all__ = ["cbe_residual", "cbe_terms", "model_log_df", "rank_potentials"]
 def _as_array(values: Any, unit: u.UnitBase, name: str) -> np.ndarray:
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
-    if isinstance(values, u.Quantity):
-        try:
-            values = values.to_value(unit)
-        except u.UnitConversionError as err:
-            raise u.UnitConversionError(
-                f"{name} must be in units of {unit}, got {values.unit}"
-            ) from err
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != 3:
-        raise ValueError(f"{name} must have shape (N, 3), got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} holds NaN or infinite values")
-    return arr
+    return points(values, unit, name, single=False)
 
 
 def cbe_terms(

@@ -30,6 +30,7 @@ import numpy as np
 from astropy.table import QTable, Table
 
 from ..data import schema
+from ..data._checks import integer as _positive_int
 from .metrics import (
     KL_FACTORS,
     check_compatible,
@@ -223,12 +224,6 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"KL(truth || model): mean {f('mean_kl')} nat/star "
                      f"(held out {f('mean_kl_held_out')})")
     return "\n".join(lines)
-
-
-def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def evaluate(

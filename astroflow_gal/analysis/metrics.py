@@ -22,6 +22,7 @@ import numpy as np
 from astropy.table import QTable
 
 from ..data import schema
+from ..data._checks import integer as _positive_int
 
 __all__ = [
     "KL_FACTORS",
@@ -114,12 +115,6 @@ def galaxy_conditions(model: Any, galaxy: Any) -> dict[str, u.Quantity]:
     if missing:
         raise ValueError(f"galaxy {galaxy.id!r} lacks the condition(s) {missing}")
     return {n: galaxy.conditions[n] for n in model.condition_names}
-
-
-def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _mean_and_error(diff: np.ndarray) -> tuple[float, float]:

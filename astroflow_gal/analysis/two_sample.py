@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data._checks import integer as _positive_int
+
 __all__ = [
     "ClassifierResult",
     "KernelMMDResult",
@@ -61,12 +63,6 @@ def _pair(x: Any, y: Any, min_rows: int = 1) -> tuple[np.ndarray, np.ndarray]:
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"x has {a.shape[1]} columns and y {b.shape[1]}: they must agree")
     return a, b
-
-
-def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class StarScaler:

@@ -7,6 +7,7 @@ from typing import Any
 import astropy.units as u
 import numpy as np
 
+from ..data._checks import in_unit
 from ..inputs import stars_to_array
 
 PHASE_SPACE = ("x", "y", "z", "vx", "vy", "vz")
@@ -27,12 +28,7 @@ def quantity(
     Plain numbers are read in ``unit``. ``shape=None`` accepts any shape.
     """
     if isinstance(value, u.Quantity):
-        try:
-            q = value.to(unit)
-        except u.UnitConversionError as err:
-            raise u.UnitConversionError(
-                f"{name} must be in a unit compatible with {unit}, got {value.unit}"
-            ) from err
+        q = in_unit(value, unit, name)
     else:
         try:
             q = u.Quantity(np.asarray(value, dtype=np.float64), unit)

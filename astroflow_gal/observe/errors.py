@@ -15,6 +15,8 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
+from ..data._checks import in_unit
+
 __all__ = ["NOISY_COLUMNS", "ErrorSpec", "draw_errors", "describe_errors"]
 
 #: Catalogue columns that may carry errors (besides the user's magnitude column), in the order
@@ -77,12 +79,7 @@ def _sigma(name: str, spec: Any, catalogue: QTable) -> u.Quantity:
             raise TypeError(
                 f"errors[{name!r}] must give a Quantity in a unit of {unit}, got {type(value)}"
             )
-    try:
-        sigma = value.to(unit)
-    except u.UnitConversionError as err:
-        raise u.UnitConversionError(
-            f"errors[{name!r}] must be in a unit compatible with {unit}, got {value.unit}"
-        ) from err
+    sigma = in_unit(value, unit, f"errors[{name!r}]")
     n = len(catalogue)
     try:
         sigma = u.Quantity(np.broadcast_to(sigma.value, (n,)).copy(), unit)
