@@ -46,6 +46,8 @@ from scipy import special
 from scipy.spatial import cKDTree
 
 from ..data import schema
+from ..data._checks import integer, points
+from ..data._cylindrical import cylindrical_axes, point_coords
 from ..inputs import parse_conditions
 
 __all__ = ["edf_moments"]
@@ -56,33 +58,6 @@ _SECOND_INFLATION = 1.2**2  # scale factor of the adapted proposal (a t's varian
 _BANDWIDTH = 0.6  # kernel width of the neighbour mixture, in units of the neighbours' spread
 _ADAPTED = 0.3  # share of the second stage drawn from the adapted Student-t
 _CHEMISTRY = ("age", "feh", "ofe")
-
-
-def _positions(positions: Any) -> np.ndarray:
-    if isinstance(positions, u.Quantity):
-        try:
-            positions = positions.to_value(u.kpc)
-        except u.UnitConversionError as err:
-            raise u.UnitConversionError(
-                f"positions must be lengths, got unit {positions.unit}"
-            ) from err
-    try:
-        arr = np.asarray(positions, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"positions must be numeric (N, 3) kpc, got {positions!r}") from err
-    if arr.shape == (3,):
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] == 0:
-        raise ValueError(f"positions must have shape (N, 3) (x, y, z in kpc), got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("positions hold NaN or infinite values")
-    return arr
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _t_sample(rng: np.random.Generator, mean: np.ndarray, chol: np.ndarray, n: int) -> np.ndarray:
@@ -237,11 +212,11 @@ def edf_moments(
     """
     import xarray as xr
 
-    pos = _positions(positions)
-    n_samples = _check_int("n_samples", n_samples, 16)
-    n_pilot = _check_int("n_pilot", n_pilot, 100)
-    n_neighbours = _check_int("n_neighbours", n_neighbours, 10)
-    seed = _check_int("seed", seed, 0)
+    pos = points(positions, u.kpc, "positions", empty=False)
+    n_samples = integer(n_samples, "n_samples", 16)
+    n_pilot = integer(n_pilot, "n_pilot", 100)
+    n_neighbours = integer(n_neighbours, "n_neighbours", 10)
+    seed = integer(seed, "seed", 0)
     cond = parse_conditions(model.condition_names, conditions, condition_values)
     if cond.ndim != 1:
         raise ValueError("edf_moments takes one galaxy: give one value per condition")
@@ -336,9 +311,7 @@ def edf_moments(
         logq2[p] = _mixture_logpdf(draws2[p], parts)
     log_r2 = evaluate(draws2) - logq2 + log_jacobian(draws2)
 
-    R = np.hypot(pos[:, 0], pos[:, 1])
-    cphi = np.where(R > 0, pos[:, 0] / np.where(R > 0, R, 1.0), 1.0)
-    sphi = np.where(R > 0, pos[:, 1] / np.where(R > 0, R, 1.0), 0.0)
+    R, cphi, sphi = cylindrical_axes(pos)
     out: dict[str, np.ndarray] = {}
 
     def put(name: str, p: int, value: Any, shape: tuple[int, ...] = ()) -> None:
@@ -414,15 +387,7 @@ def edf_moments(
         elif name != base:
             attrs["long_name"] = f"integration error of {base}"
         data[name] = (dims, arr, attrs)
-    coords = {
-        "x": ("point", pos[:, 0], {"units": "kpc"}),
-        "y": ("point", pos[:, 1], {"units": "kpc"}),
-        "z": ("point", pos[:, 2], {"units": "kpc"}),
-        "R": ("point", R, {"units": "kpc"}),
-        "i": ("i", ["vx", "vy", "vz"]),
-        "j": ("j", ["vx", "vy", "vz"]),
-    }
-    ds = xr.Dataset(data, coords=coords)
+    ds = xr.Dataset(data, coords=point_coords(pos, R))
     ds.attrs.update({
         "method": "two-stage self-normalised importance sampling over (v, log10 Z, [Fe/H], "
                   "[O/Fe], age) with Student-t proposals adapted per position",

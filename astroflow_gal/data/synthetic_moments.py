@@ -29,6 +29,8 @@ from typing import Any
 import astropy.units as u
 import numpy as np
 
+from ._checks import in_unit, points
+from ._cylindrical import cylindrical_axes, point_coords
 from .synthetic_model import Component, SyntheticGalaxy
 
 __all__ = [
@@ -71,31 +73,9 @@ def galaxy_params(galaxy: Any, galaxy_id: str | None = None) -> SyntheticGalaxy:
     )
 
 
-def _positions(positions: Any) -> np.ndarray:
-    """(N, 3) float64 positions in kpc from a length Quantity or plain numbers in kpc."""
-    if isinstance(positions, u.Quantity):
-        try:
-            positions = positions.to_value(u.kpc)
-        except u.UnitConversionError as err:
-            raise u.UnitConversionError(
-                f"positions must be lengths, got unit {positions.unit}"
-            ) from err
-    arr = np.asarray(positions, dtype=np.float64)
-    if arr.ndim == 1 and arr.shape == (3,):
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != 3:
-        raise ValueError(f"positions must have shape (N, 3) (x, y, z in kpc), got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("positions hold NaN or infinite values")
-    return arr
-
-
 def _radii(R: Any) -> np.ndarray:
     if isinstance(R, u.Quantity):
-        try:
-            R = R.to_value(u.kpc)
-        except u.UnitConversionError as err:
-            raise u.UnitConversionError(f"R must be lengths, got unit {R.unit}") from err
+        R = in_unit(R, u.kpc, "R").value
     arr = np.atleast_1d(np.asarray(R, dtype=np.float64))
     if arr.ndim != 1:
         raise ValueError(f"R must be a scalar or a 1-D array of radii, got shape {arr.shape}")
@@ -128,7 +108,7 @@ def truth_density(galaxy: Any, positions: Any, galaxy_id: str | None = None) -> 
         Shape (N,), Msun/kpc3.
     """
     gal = galaxy_params(galaxy, galaxy_id)
-    pos = _positions(positions)
+    pos = points(positions, u.kpc, "positions")
     return np.exp(gal.log_position(_rows(pos))) * gal.stellar_mass * u.Msun / u.kpc**3
 
 
@@ -181,7 +161,7 @@ def truth_velocity_moments(galaxy: Any, positions: Any, galaxy_id: str | None = 
     import xarray as xr
 
     gal = galaxy_params(galaxy, galaxy_id)
-    pos = _positions(positions)
+    pos = points(positions, u.kpc, "positions")
     parts = [_component_point(c, pos) for c in gal.components]
     logw = np.stack([p[0] + (math.log(c.weight) if c.weight > 0 else -np.inf)
                      for p, c in zip(parts, gal.components, strict=True)], axis=1)
@@ -191,9 +171,7 @@ def truth_velocity_moments(galaxy: Any, positions: Any, galaxy_id: str | None = 
     rho = np.exp(np.log(ex.sum(axis=1)) + top[:, 0]) * gal.stellar_mass
     mean, s_r, s_phi, s_z = (np.stack([p[i] for p in parts], axis=1) for i in range(1, 5))
     m_cyl, cov_cyl = _mixture_moments(weights, mean, s_r, s_phi, s_z)
-    R = np.hypot(pos[:, 0], pos[:, 1])
-    c = np.where(R > 0, pos[:, 0] / np.where(R > 0, R, 1.0), 1.0)
-    s = np.where(R > 0, pos[:, 1] / np.where(R > 0, R, 1.0), 0.0)
+    R, c, s = cylindrical_axes(pos)
     rot = np.zeros((len(R), 3, 3))  # columns: unit vectors e_R, e_phi, e_z in Cartesian axes
     rot[:, 0, 0], rot[:, 1, 0] = c, s
     rot[:, 0, 1], rot[:, 1, 1] = -s, c
@@ -213,15 +191,7 @@ def truth_velocity_moments(galaxy: Any, positions: Any, galaxy_id: str | None = 
         data[mean_name] = (("point",), m_cyl[:, k], {"units": kms})
         data[std_name] = (("point",), np.sqrt(np.maximum(cov_cyl[:, k, k], 0.0)),
                           {"units": kms})
-    coords = {
-        "x": ("point", pos[:, 0], {"units": "kpc"}),
-        "y": ("point", pos[:, 1], {"units": "kpc"}),
-        "z": ("point", pos[:, 2], {"units": "kpc"}),
-        "R": ("point", R, {"units": "kpc"}),
-        "i": ("i", ["vx", "vy", "vz"]),
-        "j": ("j", ["vx", "vy", "vz"]),
-    }
-    ds = xr.Dataset(data, coords=coords)
+    ds = xr.Dataset(data, coords=point_coords(pos, R))
     ds.attrs.update({"source": "exact synthetic truth", "galaxy_id": gal.id,
                      "M_stars": gal.stellar_mass, "M_stars_units": "Msun"})
     return ds
