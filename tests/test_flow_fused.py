@@ -98,22 +98,36 @@ def test_gradients_pass_gradcheck(inverse):
 
 
 def test_inverse_gradients_equal_autograd_in_float32():
-    """The inverse's implicit backward gives autograd's gradients of the torch inverse."""
+    """The inverse's implicit backward in float32 is as close to the float64 gradients as
+    autograd's of the torch inverse in float32 (steep bins amplify the rounding of both)."""
     _need_fused()
     x, theta = _values(500, 5, torch.float32, seed=4, scale=1.0)
     x[:5, 0] = 0.5  # no NaN; +-B exactly is a kink (one-sided derivatives), left out here
-    wy, wl = torch.randn(500, 5), torch.randn(500, 5)
-    grads = []
-    for fn in (
-        lambda a, b: fused.fused_spline(a, b, BINS, BOUND, inverse=True),
-        lambda a, b: _spline_core(a, b, BINS, BOUND, True)[:2],
-    ):
-        a, b = x.clone().requires_grad_(True), theta.clone().requires_grad_(True)
+    g = torch.Generator().manual_seed(7)
+    wy, wl = torch.randn(500, 5, generator=g), torch.randn(500, 5, generator=g)
+
+    def grads(fn, dtype):
+        a = x.to(dtype).requires_grad_(True)
+        b = theta.to(dtype).requires_grad_(True)
         y, ld = fn(a, b)
-        ((y * wy).sum() + (ld * wl).sum()).backward()
-        grads.append((a.grad, b.grad))
-    for got, ref in zip(*grads, strict=True):
-        torch.testing.assert_close(got, ref, atol=2e-3, rtol=2e-3)
+        ((y * wy.to(dtype)).sum() + (ld * wl.to(dtype)).sum()).backward()
+        return a.grad.double(), b.grad.double()
+
+    def torch_inverse(a, b):
+        return _spline_core(a, b, BINS, BOUND, True)[:2]
+
+    def fused_inverse(a, b):
+        return fused.fused_spline(a, b, BINS, BOUND, inverse=True)
+
+    exact = grads(torch_inverse, torch.float64)
+    for got, ref, truth in zip(
+        grads(fused_inverse, torch.float32), grads(torch_inverse, torch.float32), exact,
+        strict=True,
+    ):
+        err_fused, err_torch = (got - truth).abs(), (ref - truth).abs()
+        assert err_fused.max() <= 10 * err_torch.max() + 1e-5
+        assert err_fused.quantile(0.99) <= 3 * err_torch.quantile(0.99) + 1e-6
+        assert (err_fused / (1e-3 + truth.abs())).median() < 1e-5
 
 
 def test_switch_off_and_required(monkeypatch):
