@@ -117,8 +117,9 @@ class GalaxyModel:
         it raise an :class:`~astroflow_gal.inputs.ExtrapolationWarning`.
     training_conditions : TrainingConditions or mapping, optional
         The conditions (schema units) and ids of the training galaxies: requested conditions are
-        then also judged jointly, by their distance to the nearest training galaxy
-        (:mod:`astroflow_gal.extrapolation`). Models without them check each condition alone.
+        then judged jointly, by their distance to the nearest training galaxy
+        (:mod:`astroflow_gal.extrapolation`). Models without them check each condition alone
+        against ``training_range``.
     meta : dict, optional
         JSON-able description: name, training suite (seed, size, held-out ids), options.
     history : dict, optional
@@ -236,14 +237,17 @@ class GalaxyModel:
         allow_extrapolation: bool,
     ) -> np.ndarray:
         values = parse_conditions(self.condition_names, conditions, keywords)
-        check_training_range(
-            values,
-            self.condition_names,
-            self.training_range,
-            max_excess=math.inf if allow_extrapolation else 1.0,
-        )
         if self.training_conditions is not None:
+            # Judged jointly against the training galaxies (astroflow_gal.extrapolation).
             self.training_conditions.check(values, allow_extrapolation)
+        else:
+            # Files without the training galaxies' conditions: each condition alone.
+            check_training_range(
+                values,
+                self.condition_names,
+                self.training_range,
+                max_excess=math.inf if allow_extrapolation else 1.0,
+            )
         return values
 
     def _positive_columns(self) -> tuple[str, ...]:
