@@ -7,7 +7,10 @@ with respect to the input and to the ``3 K - 1`` raw parameters of the element. 
 those of :func:`astroflow_gal.flow.spline._spline_core` and ``_ForwardSpline.backward``; the
 inverse's backward differentiates the inverse implicitly (``dxi/dy = 1 / (dy/dxi)``).
 
-The body is written once over a type ``real`` and included twice (``float`` and ``double``).
+Forward and inverse run on tiles of 16 elements with every loop across the tile, so that the
+compiler vectorises them (an AVX2 clone is chosen at load time where the CPU has it); the
+backward runs element by element. The body is written once over a type ``real`` and included
+twice (``float`` and ``double``).
 Work is split over ``nthreads`` POSIX threads started and joined inside each call: no thread,
 pool or runtime outlives a call.
 """
