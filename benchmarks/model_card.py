@@ -117,7 +117,7 @@ def main() -> None:
                                                   dict(suite[dwarf_id].conditions))]
     for k, (label, cond) in enumerate(cases):
         n_out, lo, hi = outside_support(model, cond, args.n_support, seed=100 + k)
-        print(f"| {label} | {n_out} ({n_out / args.n_support:.2%}) | {lo:.3g} | {hi:.4g} |")
+        print(f"| {label} | {n_out} ({n_out / args.n_support:.2%}) | {lo:.4f} | {hi:.4f} |")
 
 
 if __name__ == "__main__":
