@@ -331,7 +331,15 @@ def test_from_galacticflow_reproduces_the_fixture(galacticflow_fixtures):
     assert tuple(names) == model.star_names
     conds = expected["conditions"]
     cond_names = [str(n) for n in expected["condition_columns"]]
-    log_f = model.log_edf(stars, {n: conds[:, i] for i, n in enumerate(cond_names)})
+    # The fixture's conditions (tau10 = 11 Gyr > tau50 = 6 Gyr, the design notes' example) break
+    # the physical rule tau10 <= tau50, which the public methods enforce; the numbers of the
+    # original code are reproduced one level below them.
+    with pytest.raises(ConditionRangeError, match="tau10 <= tau50"):
+        model.log_edf(stars, {n: conds[:, i] for i, n in enumerate(cond_names)})
+    assert cond_names == list(model.condition_names)
+    log_f = model._log_density(
+        model.flow, model.normalizer, torch.from_numpy(stars), torch.from_numpy(conds)
+    ).detach().numpy()
     np.testing.assert_allclose(log_f, expected["log_edf"], atol=5e-4, rtol=0)
     # Its Z column is linear (the original does not log it) and no log10 is taken of it.
     assert not model.normalizer.star_transforms[names.index("Z")].log10
