@@ -64,3 +64,40 @@ def test_total_mass_overrides_and_units_convert():
 def test_bad_input(stars, kwargs, error, match):
     with pytest.raises(error, match=match):
         compute_conditions(stars, **kwargs)
+
+
+# -- noise on the conditions during training (a regulariser of the condition dependence) ---------
+def _noise_run(noise: float, tmp_path=None, steps: int = 4, resume: bool = False):
+    import torch
+
+    from astroflow_gal.flow import ConditionalSplineFlow
+    from astroflow_gal.training import TrainingData, train_flow
+
+    gen = torch.Generator().manual_seed(0)
+    data = TrainingData(torch.randn(256, 3, generator=gen), torch.arange(256) % 4,
+                        torch.randn(4, 2, generator=gen))
+    flow = ConditionalSplineFlow(3, 2, n_layers=2, bins=4, hidden=8, hidden_layers=1, seed=1)
+    train_flow(flow, data, epochs=1, batch_size=64, lr=1e-2, seed=3, progress=False,
+               condition_noise=noise, max_steps=steps, resume=resume,
+               checkpoint_dir=tmp_path, checkpoint_every=2 if tmp_path else None)
+    return torch.cat([p.detach().flatten() for p in flow.parameters()])
+
+
+def test_condition_noise_changes_training_and_is_reproducible():
+    quiet, noisy, again = _noise_run(0.0), _noise_run(0.3), _noise_run(0.3)
+    assert not np.allclose(quiet.numpy(), noisy.numpy())
+    np.testing.assert_array_equal(noisy.numpy(), again.numpy())
+    with pytest.raises(ValueError, match="condition_noise"):
+        _noise_run(-0.1)
+
+
+def test_resuming_continues_the_same_noise_and_refuses_another(tmp_path):
+    from astroflow_gal.training import CheckpointError
+
+    straight = _noise_run(0.3, steps=4)
+    _noise_run(0.3, tmp_path / "a", steps=2)
+    resumed = _noise_run(0.3, tmp_path / "a", steps=4, resume=True)
+    np.testing.assert_array_equal(straight.numpy(), resumed.numpy())
+    _noise_run(0.3, tmp_path / "b", steps=2)
+    with pytest.raises(CheckpointError, match="condition_noise"):
+        _noise_run(0.1, tmp_path / "b", steps=4, resume=True)
