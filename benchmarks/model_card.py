@@ -32,12 +32,7 @@ MILKY_WAY = {"M_stars": 5e10 * u.Msun, "tau50": 7 * u.Gyr, "tau10": 2 * u.Gyr, "
 
 def suite_of(model: GalaxyModel) -> GalaxySuite:
     """The synthetic suite recorded in the model's meta (seed, size, star-count parameters)."""
-    meta = model.meta
-    params = dict(meta.get("suite_parameters") or {})
-    kwargs = {k: params[k] for k in ("max_total_stars", "min_stars", "max_stars_per_galaxy")
-              if k in params}
-    return GalaxySuite.synthetic(n_galaxies=int(meta["n_galaxies"]),
-                                 seed=int(meta["suite_seed"]), **kwargs)
+    return GalaxySuite.synthetic_of(model.meta)
 
 
 def outside_support(model: GalaxyModel, conditions, n: int, seed: int) -> tuple[int, float, float]:

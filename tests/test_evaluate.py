@@ -115,8 +115,7 @@ def test_shipped_model_follows_the_mass_trend_as_in_the_paper(one_torch_thread):
     from astroflow_gal import GalaxyModel
 
     model = GalaxyModel.pretrained()
-    suite = GalaxySuite.synthetic(n_galaxies=model.meta["n_galaxies"],
-                                  seed=model.meta["suite_seed"])
+    suite = GalaxySuite.synthetic_of(model.meta)
     result = evaluate(model, suite, None, galaxy_ids=model.meta["holdout"], max_stars=3000,
                       kl=False, classifier=False, kernel_permutations=1, max_test_points=50)
     summary = result["metrics"].meta["summary"]

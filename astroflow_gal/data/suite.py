@@ -21,7 +21,7 @@ import datetime as _dt
 import json
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -375,6 +375,38 @@ class GalaxySuite:
         """
         galaxies, meta, truth = synthetic_galaxies(n_galaxies=n_galaxies, seed=seed, **kwargs)
         return cls(galaxies, meta=meta, truth=truth)
+
+    @classmethod
+    def synthetic_of(cls, meta: Mapping[str, Any]) -> GalaxySuite:
+        """Rebuild the synthetic suite a model was trained on, from the model's ``meta``.
+
+        Parameters
+        ----------
+        meta : mapping
+            A model's metadata (``GalaxyModel.meta``): ``suite_seed`` and ``n_galaxies``, and
+            the generator's ``suite_parameters`` (star counts per galaxy, mass range, ...).
+
+        Returns
+        -------
+        GalaxySuite
+            The same galaxies, stars and exact truth as the training suite (the generator is
+            deterministic given its seed and parameters).
+
+        Raises
+        ------
+        ValueError
+            If the model was not trained on a synthetic suite or its meta lacks the seed or size.
+        """
+        source = meta.get("suite_source", "synthetic")
+        if source not in (None, "synthetic"):
+            raise ValueError(f"the model was trained on a {source!r} suite, not a synthetic one")
+        missing = [k for k in ("suite_seed", "n_galaxies") if meta.get(k) is None]
+        if missing:
+            raise ValueError(f"the model's meta lacks {missing}: cannot rebuild its suite")
+        params = dict(meta.get("suite_parameters") or {})
+        params.pop("n_galaxies", None)
+        return cls.synthetic(n_galaxies=int(meta["n_galaxies"]), seed=int(meta["suite_seed"]),
+                             **params)
 
     @classmethod
     def from_nihao(cls, folder: str | os.PathLike, **cuts: Any) -> GalaxySuite:

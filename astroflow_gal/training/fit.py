@@ -156,6 +156,7 @@ def fit_flows(
         "astroflow_gal_version": __version__,
         "suite_source": suite_meta.get("source"),
         "suite_seed": suite_meta.get("seed"),
+        "suite_parameters": suite_meta.get("parameters"),
         "n_galaxies": suite_meta.get("n_galaxies")
         or (suite_meta.get("parameters") or {}).get("n_galaxies")
         or len(train) + (len(validation) if validation is not None else 0),

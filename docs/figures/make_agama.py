@@ -81,8 +81,7 @@ def cbe_floor(model, agama, scaled) -> dict:
     from astroflow_gal import GalaxySuite
 
     meta = model.meta
-    suite = GalaxySuite.synthetic(n_galaxies=int(meta.get("n_galaxies", 95)),
-                                  seed=int(meta.get("suite_seed", 0)))
+    suite = GalaxySuite.synthetic_of(meta)
     train = [g for g in meta.get("train_ids", suite.ids) if g in suite.ids]
     gid = min(train, key=lambda g: abs(np.log10(
         suite[g].conditions["M_stars"].to_value(u.Msun) / GALAXY["M_stars"].to_value(u.Msun))))

@@ -47,8 +47,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     start = time.perf_counter()
     model = GalaxyModel.load(sys.argv[1]) if len(sys.argv) > 1 else GalaxyModel.pretrained()
-    suite = GalaxySuite.synthetic(n_galaxies=int(model.meta["n_galaxies"]),
-                                  seed=int(model.meta["suite_seed"]))
+    suite = GalaxySuite.synthetic_of(model.meta)
     held = held_out_ids(model, suite)
     trained = sorted((g for g in suite.ids if g not in held),
                      key=lambda g: suite[g].conditions["M_stars"].value)

@@ -160,8 +160,7 @@ def main() -> None:
     torch.set_num_threads(1)
     start = time.perf_counter()
     model = GalaxyModel.load(args.model) if args.model else GalaxyModel.pretrained()
-    suite = GalaxySuite.synthetic(n_galaxies=int(model.meta["n_galaxies"]),
-                                  seed=int(model.meta["suite_seed"]))
+    suite = GalaxySuite.synthetic_of(model.meta)
     train = [g for g in model.meta["train_ids"] if g in suite.truth]
     binned_results, mid_results = {}, {}
     for label, mass in TARGETS.items():
