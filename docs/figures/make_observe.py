@@ -141,7 +141,7 @@ def main() -> None:
           f"{np.nanmax(np.abs(v[good])):.0f} km/s; "
           f"median sigma_los there {np.nanmedian(maps['sigma_los'].values[good]):.0f} km/s")
     fig = observe.plot_ifu_maps(maps, min_counts=5)
-    fig.savefig(HERE / "observe_ifu.png", dpi=60, bbox_inches="tight")
+    fig.savefig(HERE / "observe_ifu.png", dpi=56, bbox_inches="tight")
     plt.close(fig)
     for name in ("observe_sky.png", "observe_oort.png", "observe_ifu.png"):
         print(f"wrote {HERE / name} ({(HERE / name).stat().st_size / 1024:.0f} KiB)")
