@@ -103,7 +103,8 @@ def results_markdown(model, suite, metrics, seconds: float) -> str:
     lines = [
         f"Measured with `python docs/figures/make_evaluation.py` (one thread, {seconds:.0f} s in "
         "all on the shared 2-core development machine), which writes this section: the shipped "
-        f"model ({cfg['n_layers']} layers, {cfg['bins']} bins, "
+        f"model `{model.meta.get('name', 'unnamed')}` ({cfg['n_layers']} layers, "
+        f"{cfg['bins']} bins, "
         f"{cfg['hidden_layers']}×{cfg['hidden']}, marginals: "
         f"{', '.join(model.marginals) or 'none'}) judged on the synthetic suite it was trained "
         f"on ({len(suite)} galaxies, seed {model.meta['suite_seed']}), on its {n_held} held-out "
