@@ -1,4 +1,5 @@
-"""analysis.profiles (module analysis.binned): exact weighted statistics, units, selections, R-z bins, bootstrap errors."""
+"""analysis.profiles (module analysis.binned): exact weighted statistics, units, selections,
+R-z bins, bootstrap errors."""
 
 from __future__ import annotations
 
