@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -21,7 +22,6 @@ from typing import Any
 
 import h5py
 import numpy as np
-import torch
 
 __all__ = [
     "FileFormatError",
@@ -101,9 +101,11 @@ def flatten_tree(tree: Any, prefix: str = "") -> tuple[Any, dict[str, np.ndarray
     keys are kept as ``"int:<n>"`` so they come back as integers); tuples are tagged.
     """
     arrays: dict[str, np.ndarray] = {}
+    # A tensor exists only once torch is imported: files without tensors never load torch.
+    torch = sys.modules.get("torch")
 
     def walk(obj: Any, key: str) -> Any:
-        if isinstance(obj, torch.Tensor):
+        if torch is not None and isinstance(obj, torch.Tensor):
             arrays[key] = obj.detach().cpu().numpy()
             return {_ARRAY_KEY: key, "torch": str(obj.dtype)}
         if isinstance(obj, np.ndarray):
@@ -136,6 +138,8 @@ def unflatten_tree(skeleton: Any, arrays: Mapping[str, np.ndarray]) -> Any:
             if _ARRAY_KEY in obj:
                 value = arrays[obj[_ARRAY_KEY]]
                 if "torch" in obj:
+                    import torch
+
                     return torch.from_numpy(np.array(value))
                 return np.array(value)
             if _TUPLE_KEY in obj:
