@@ -58,6 +58,15 @@ def test_import_is_light():
     assert out.stdout.split() == ["False", "False"]
 
 
+def test_table_level_modules_do_not_load_torch():
+    # Mock observations and the schema work on tables: torch loads only when a flow is used.
+    code = ("import sys, astroflow_gal.observe, astroflow_gal.data.schema, astroflow_gal.inputs; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.split() == ["False"]
+
+
 def test_the_version_is_written_in_one_place():
     from astroflow_gal._version import __version__
 
