@@ -385,7 +385,7 @@ _THREADS_STATE = {"active": 0, "saved": None}
 
 
 @contextmanager
-def _single_threaded_torch() -> Iterator[None]:
+def single_threaded_torch() -> Iterator[None]:
     """Torch (and its BLAS) on one thread inside the block; the caller's count restored after
     the last of any concurrent blocks."""
     with _THREADS_LOCK:
@@ -422,7 +422,7 @@ def _run_blocks(run_block: Callable[[tuple], None], blocks: list, workers: int) 
             for block in share:
                 run_block(block)
 
-    with _single_threaded_torch(), ThreadPoolExecutor(
+    with single_threaded_torch(), ThreadPoolExecutor(
         workers, thread_name_prefix="astroflow-gal"
     ) as pool:
         futures = [pool.submit(run_share, blocks[k::workers]) for k in range(workers)]

@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..flow.spline import spline_backward_by_hand
 from ..inputs import positive_int
 from .checkpoint import CheckpointError, CheckpointManager
 from .data import TrainingData, epoch_permutation, epoch_seed
@@ -28,6 +27,7 @@ from .distributed import DistributedContext, distributed_context
 from .flat import FlatParameters
 from .progress import ProgressReporter
 from .schedule import make_schedule
+from .shards import shard_count, sharded_log_prob_backward
 
 __all__ = ["TrainingData", "TrainingDivergedError", "TrainingResult", "train_flow"]
 
@@ -530,13 +530,15 @@ def train_flow(
                 for group in opt.param_groups:
                     group["lr"] = lr_now
                 flat.zero_grad()
-                with spline_backward_by_hand():
-                    log_p = flow.log_prob(x, c)
-                nll_sum = -log_p.sum() * weight if weight == 0.0 else -log_p.sum()
                 # Gradients are averaged over ranks below: scale so the result is the mean over
-                # the global batch whatever the split.
-                loss = nll_sum * (ctx.world_size / global_rows.shape[0])
-                stats = ctx.all_reduce_sum(nll_sum.detach().double().reshape(1))
+                # the global batch whatever the split. On the CPU the batch runs as shards on
+                # threads (training/shards.py); the gradient is in flat.grad after this call.
+                log_p = sharded_log_prob_backward(
+                    flow, x, c, weight * ctx.world_size / global_rows.shape[0], flat,
+                    shard_count(flow, x.shape[0], device),
+                )
+                nll_sum = -log_p.sum() * weight if weight == 0.0 else -log_p.sum()
+                stats = ctx.all_reduce_sum(nll_sum.double().reshape(1))
                 batch_nll = float(stats[0])
                 if not math.isfinite(batch_nll):
                     bad = rows[~torch.isfinite(log_p.detach()).cpu()][:10].tolist()
@@ -547,7 +549,6 @@ def train_flow(
                         "checkpoint was left untouched.",
                         step=global_step, epoch=epoch, batch=step_in_epoch, rows=bad,
                     )
-                loss.backward()
                 ctx.all_reduce_mean_(flat.grad)
                 if grad_clip is not None:
                     norm = torch.nn.utils.clip_grad_norm_([flat.param], grad_clip)
