@@ -21,6 +21,7 @@ and of one sampling call (top operators by self time).
 Usage::
 
     python benchmarks/bench_flow.py                     # defaults: about 1-2 min on 2 idle cores
+    python benchmarks/bench_flow.py --device cuda --n-sample 1000000 --batch 1024  # on a GPU
     python benchmarks/bench_flow.py --profile --rounds 1
     ASTROFLOW_GAL_FUSED_SPLINE=0 python benchmarks/bench_flow.py   # the pure-torch spline
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_flow.py         # on a loaded machine
@@ -47,22 +48,32 @@ from astroflow_gal.flow import ConditionalSplineFlow, fused
 from astroflow_gal.flow.spline import spline_backward_by_hand
 
 DIM, COND, LAYERS, BINS, HIDDEN = 10, 4, 14, 10, 128
+CPU = torch.device("cpu")
 
 
-def matmul_gflops(repeats: int = 5) -> dict[str, float]:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(repeats: int = 5, device: torch.device = CPU) -> dict:
     """Best float32 rate of ``linear`` in the flow's hidden-layer shape, and of a large GEMM
     (GFLOP/s)."""
     out = {}
     for name, (m, k, n) in {"flow_shape": (4096, 128, 128), "large": (1024, 1024, 1024)}.items():
-        a, w, b = torch.randn(m, k), torch.randn(n, k), torch.randn(n)
+        a, w, b = (torch.randn(m, k, device=device), torch.randn(n, k, device=device),
+                   torch.randn(n, device=device))
         reps = max(3, int(2e9 / (2 * m * k * n)))
         for _ in range(3):
             torch.nn.functional.linear(a, w, b)
         best = float("inf")
         for _ in range(repeats):
+            sync(device)
             t0 = time.perf_counter()
             for _ in range(reps):
                 torch.nn.functional.linear(a, w, b)
+            sync(device)
             best = min(best, time.perf_counter() - t0)
         out[name] = 2 * m * k * n * reps / best / 1e9
     return out
@@ -81,7 +92,7 @@ def ours_macs_per_star(flow: ConditionalSplineFlow) -> int:
     return macs + len(flow.layers[0::2]) * flow.dim**2
 
 
-def build() -> dict:
+def build(device: torch.device) -> dict:
     import zuko
 
     flows = {"astroflow_gal": ConditionalSplineFlow(DIM, COND, LAYERS, BINS, seed=0)}
@@ -89,7 +100,7 @@ def build() -> dict:
     flows["zuko"] = zuko.flows.NSF(
         DIM, COND, transforms=LAYERS, bins=BINS, hidden_features=(HIDDEN,) * 3, passes=2
     )
-    return flows
+    return {name: flow.to(device) for name, flow in flows.items()}
 
 
 def sample_task(name, flow, n, c):
@@ -120,15 +131,18 @@ def training_data(n: int, galaxies: torch.Tensor, seed: int = 2):
     return TrainingData(x, idx, galaxies)
 
 
-def ours_train_seconds(data, steps: int, warmup: int, batch: int) -> float:
+def ours_train_seconds(data, steps: int, warmup: int, batch: int,
+                       device: torch.device = CPU) -> float:
     """Seconds per step of ``train_flow`` (start-up costs cancelled by a difference)."""
     from astroflow_gal.training import train_flow
 
     def run(n: int) -> float:
-        flow = ConditionalSplineFlow(DIM, COND, LAYERS, BINS, seed=0)
+        flow = ConditionalSplineFlow(DIM, COND, LAYERS, BINS, seed=0).to(device)
+        sync(device)
         t0 = time.perf_counter()
         train_flow(flow, data, epochs=1, batch_size=batch, seed=0, max_steps=n,
-                   progress=False, checkpoint_every=None)
+                   progress=False, checkpoint_every=None, device=device)
+        sync(device)
         return time.perf_counter() - t0
 
     return (run(warmup + steps) - run(warmup)) / steps
@@ -138,10 +152,11 @@ def zuko_train_seconds(flow, data, steps: int, warmup: int, batch: int) -> float
     """Seconds per step of zuko's bare loop (RAdam, the paper's learning rate)."""
     opt = torch.optim.RAdam(flow.parameters(), lr=9e-5)
     g = torch.Generator().manual_seed(1)
+    device = next(flow.parameters()).device
 
     def step():
         rows = torch.randint(0, data.n_stars, (batch,), generator=g)
-        x, c = data.x[rows], data.conditions[data.galaxy_index[rows]]
+        x, c = data.x[rows].to(device), data.conditions[data.galaxy_index[rows]].to(device)
         opt.zero_grad(set_to_none=True)
         loss = -flow(c).log_prob(x).mean()
         loss.backward()
@@ -149,15 +164,19 @@ def zuko_train_seconds(flow, data, steps: int, warmup: int, batch: int) -> float
 
     for _ in range(warmup):
         step()
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
+    sync(device)
     return (time.perf_counter() - t0) / steps
 
 
-def timed(fn) -> float:
+def timed(fn, device: torch.device = CPU) -> float:
+    sync(device)
     t0 = time.perf_counter()
     fn()
+    sync(device)
     return time.perf_counter() - t0
 
 
@@ -212,6 +231,7 @@ def profile_summary(flow, data, batch: int, c_one, rows: int = 15) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine")
     parser.add_argument("--n-sample", type=int, default=50_000)
     parser.add_argument("--n-logprob", type=int, default=50_000)
     parser.add_argument("--galaxies", type=int, default=90)
@@ -224,17 +244,21 @@ def main() -> None:
     args = parser.parse_args()
     load_before = os.getloadavg()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     tasks = args.only or ["sample", "logprob", "train"]
 
     g = torch.Generator().manual_seed(1)
     galaxies = torch.randn(args.galaxies, COND, generator=g)
-    c_one = galaxies[0]
     x_lp = torch.randn(args.n_logprob, DIM, generator=g)
     c_lp = galaxies[torch.randint(0, args.galaxies, (args.n_logprob,), generator=g)]
     data = training_data(max(50_000, 20 * args.batch), galaxies)
+    if device.type != "cpu":
+        # the training data stay on the CPU: train_flow moves each batch, as zuko's loop does
+        galaxies, x_lp, c_lp = galaxies.to(device), x_lp.to(device), c_lp.to(device)
+    c_one = galaxies[0]
 
-    flows = build()
-    gflops = matmul_gflops()
+    flows = build(device)
+    gflops = matmul_gflops(device=device)
     macs = {
         "astroflow_gal": ours_macs_per_star(flows["astroflow_gal"]),
         "zuko": linear_macs(flows["zuko"].modules()),
@@ -246,22 +270,23 @@ def main() -> None:
                 run = sample_task(name, flow, args.n_sample, c_one)
                 if not times[name]["sample"]:
                     run()  # warm-up
-                times[name]["sample"].append(timed(run))
+                times[name]["sample"].append(timed(run, device))
             if "logprob" in tasks:
                 run = log_prob_task(name, flow, x_lp, c_lp)
                 if not times[name]["logprob"]:
                     run()
-                times[name]["logprob"].append(timed(run))
+                times[name]["logprob"].append(timed(run, device))
             if "train" in tasks:
                 if name == "zuko":
                     sec = zuko_train_seconds(flow, data, args.train_steps, 2, args.batch)
                 else:
-                    sec = ours_train_seconds(data, args.train_steps, 2, args.batch)
+                    sec = ours_train_seconds(data, args.train_steps, 2, args.batch, device)
                 times[name]["train"].append(sec)
 
     bound = gflops["flow_shape"] * 1e9
     results: dict = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "fused_spline": fused.fused_wanted(),
