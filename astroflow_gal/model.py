@@ -817,6 +817,9 @@ class GalaxyModel:
         condition_names: Sequence[str] = schema.CONDITION_NAMES,
         max_steps: int | None = None,
         name: str | None = None,
+        weight_decay: float = 0.0,
+        grad_clip: float | None = None,
+        condition_noise: float = 0.0,
     ) -> GalaxyModel:
         """Train a model on a suite of galaxies by maximum likelihood.
 
@@ -860,6 +863,14 @@ class GalaxyModel:
             Stop after this many steps (for quick trials).
         name : str, optional
             Name recorded in ``meta``.
+        weight_decay : float
+            Decoupled weight decay of the optimiser (per unit learning rate; 0 turns it off).
+        grad_clip : float, optional
+            Clip the gradient's total norm to this value (flow-space units of the loss).
+        condition_noise : float
+            Standard deviation of Gaussian noise added to the standardised conditions of every
+            batch (in units of the training galaxies' spread of each condition; 0 turns it
+            off): regularises the dependence on the conditions (`docs/training.md`).
         """
         from .training.fit import fit_flows
 
@@ -873,6 +884,7 @@ class GalaxyModel:
             seed=seed, device=device, checkpoint_dir=checkpoint_dir,
             checkpoint_every=checkpoint_every, resume=resume, progress=progress,
             flow_config=flow_config, max_steps=max_steps, name=name,
+            weight_decay=weight_decay, grad_clip=grad_clip, condition_noise=condition_noise,
         )
         flows = dict(result.flows)
         return cls(

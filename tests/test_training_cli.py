@@ -129,3 +129,28 @@ def test_train_under_torchrun(tmp_path, suite_file):
     model = GalaxyModel.load(out)
     assert model.history["edf"]["epoch"] == [0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.toml", "ckpt", "model.h5"]
+
+
+def test_regularisation_options_reach_training_and_the_meta(tmp_path, suite_file, capsys):
+    """--condition-noise and --weight-decay change the trained weights and are recorded; a
+    negative noise is refused before training."""
+    from astroflow_gal.model import GalaxyModel
+
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(CONFIG)
+    common = ["--config", str(cfg), "--epochs", "1", "--no-progress", "--max-steps", "3"]
+    models = {}
+    for name, extra in {"plain": [], "noisy": ["--condition-noise", "0.3",
+                                               "--weight-decay", "0.01"]}.items():
+        out = tmp_path / f"{name}.h5"
+        assert main(["train", str(suite_file), "-o", str(out), *common, *extra]) == 0
+        models[name] = GalaxyModel.load(out)
+    training = models["noisy"].meta["training"]
+    assert training["condition_noise"] == 0.3 and training["weight_decay"] == 0.01
+    assert models["plain"].meta["training"]["condition_noise"] == 0.0
+    plain, noisy = (m.flow.state_dict() for m in (models["plain"], models["noisy"]))
+    assert any(not torch.equal(plain[k], noisy[k]) for k in plain)
+    capsys.readouterr()
+    assert main(["train", str(suite_file), "-o", str(tmp_path / "bad.h5"), *common,
+                 "--condition-noise", "-1"]) == 2
+    assert "condition_noise must be >= 0" in capsys.readouterr().err

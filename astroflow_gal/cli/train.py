@@ -78,6 +78,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="training device, e.g. cpu or cuda")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (200)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps")
+    p.add_argument("--weight-decay", type=float, help="decoupled weight decay (0)")
+    p.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
+    p.add_argument("--condition-noise", type=float,
+                   help="noise on the standardised conditions, in training spreads (0; 0.1 "
+                        "for the shipped model)")
     p.add_argument("--marginals", nargs="+", metavar="KIND",
                    help="also train marginal flows (position, phase_space)")
     bar = p.add_mutually_exclusive_group()
@@ -189,7 +194,8 @@ def read_config(path: Path | None) -> dict[str, dict[str, Any]]:
 def _options(args: argparse.Namespace, config: dict[str, dict[str, Any]]) -> dict[str, Any]:
     options = dict(config["training"])
     for key in ("epochs", "batch_size", "lr", "schedule", "optimizer", "seed", "device",
-                "checkpoint_every", "max_steps", "marginals"):
+                "checkpoint_every", "max_steps", "marginals", "weight_decay", "grad_clip",
+                "condition_noise"):
         value = getattr(args, key)
         if value is not None:
             options[key] = value

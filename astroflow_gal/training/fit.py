@@ -27,7 +27,10 @@ from .trainer import train_flow
 __all__ = ["FitResult", "fit_flows"]
 
 # training options recorded in the model's meta["training"]
-_RECORDED = ("epochs", "batch_size", "lr", "schedule", "optimizer", "max_steps")
+_RECORDED = (
+    "epochs", "batch_size", "lr", "schedule", "optimizer", "max_steps", "weight_decay",
+    "grad_clip", "condition_noise",
+)
 
 
 @dataclass
