@@ -9,9 +9,12 @@ galaxies' KL is kept. A marginal without a stage-2 run is taken from stage 1 unc
 standardisation is checked to be identical).
 
 The result records the training galaxies' conditions and ids (for the joint extrapolation check),
-the suite seed, size, star-count parameters and held-out ids, and every stage's history::
+the suite seed, size, star-count parameters and held-out ids, and every stage's history. ``--then``
+ships the eDF of a later run that started from EDF_RUN's model at ``--init-step`` (e.g. without
+condition noise)::
 
-    python benchmarks/build_default.py STAGE1.h5 EDF_RUN [--marginal KIND=RUN ...] [-o OUT.h5]
+    python benchmarks/build_default.py STAGE1.h5 EDF_RUN [--then RUN2 --init-step N]
+        [--marginal KIND=RUN ...] [-o OUT.h5]
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("stage1", help="stage-1 model file (with the marginal flows)")
     p.add_argument("run", type=Path, help="stage-2 eDF run folder of benchmarks/train_lever.py")
+    p.add_argument("--then", type=Path,
+                   help="a later eDF run (train_lever.py --init <RUN's model at --init-step>) "
+                        "whose best model is shipped instead; both stages are recorded")
+    p.add_argument("--init-step", type=int,
+                   help="with --then: the step of RUN whose model the later run started from")
     p.add_argument("--marginal", action="append", default=[],
                    help="KIND=RUN_FOLDER: a stage-2 run of a marginal flow (same suite)")
     p.add_argument("-o", "--output", default=str(HERE.parent / "astroflow_gal" / "pretrained"
@@ -46,6 +54,21 @@ def main() -> None:
     args = p.parse_args()
     stage1 = GalaxyModel.load(args.stage1)
     stage2, run_args, best = _run(args.run)
+    then = None
+    if args.then is not None:
+        if args.init_step is None:
+            raise SystemExit("--then needs --init-step (the step of RUN it started from)")
+        curve = [json.loads(t) for t in (args.run / "curve.jsonl").read_text().splitlines() if t]
+        rows = [r for r in curve if r["step"] == args.init_step]
+        if not rows:
+            raise SystemExit(f"{args.run} has no measured step {args.init_step}")
+        then = _run(args.then)
+        for key in ("n_galaxies", "suite_seed", "max_total_stars", "min_stars",
+                    "max_stars_per_galaxy", "n_holdout", "split_seed"):
+            if then[1][key] != run_args[key]:
+                raise SystemExit(f"run {args.then} used another suite ({key})")
+        first_best = rows[0]
+        stage2, then_args, best = then
     for name in schema.PHASE_SPACE_NAMES:
         old = next(t for t in stage1.normalizer.star_transforms if t.name == name)
         new = next(t for t in stage2.normalizer.star_transforms if t.name == name)
@@ -64,6 +87,12 @@ def main() -> None:
         "stage2_edf": {"what": "eDF flow continued with the logit age map", "options": run_args,
                        "best_step": best["step"], "train_time_s": best["train_time_s"]},
     }
+    if then is not None:
+        stages["stage2_edf"].update(best_step=first_best["step"],
+                                    train_time_s=first_best["train_time_s"])
+        stages["stage3_edf"] = {"what": "eDF flow continued from stage 2's model at that step",
+                                "options": then_args, "best_step": best["step"],
+                                "train_time_s": best["train_time_s"]}
     history = {f"{k}_stage1": v for k, v in stage1.history.items()}
     history["edf"] = stage2.history.get("edf", {})
     for spec in args.marginal:
@@ -111,7 +140,7 @@ def main() -> None:
     )
     model.save(args.output)
     size = Path(args.output).stat().st_size / 1e6
-    print(f"wrote {args.output} ({size:.1f} MB): eDF stage-2 step {best['step']}, held-out KL "
+    print(f"wrote {args.output} ({size:.1f} MB): eDF step {best['step']} of its run, held-out KL "
           f"{best['holdout_kl']:.3f}, training KL {best['train_kl']:.3f} (5,000 stars/galaxy); "
           f"marginals {sorted(marginals)}")
 
