@@ -47,6 +47,9 @@ def main() -> None:
                         "whose best model is shipped instead; both stages are recorded")
     p.add_argument("--init-step", type=int,
                    help="with --then: the step of RUN whose model the later run started from")
+    p.add_argument("--marginals-from", type=Path,
+                   help="an earlier model built by this script: take its marginal flows, their "
+                        "stage records and histories (instead of stage 1's)")
     p.add_argument("--marginal", action="append", default=[],
                    help="KIND=RUN_FOLDER: a stage-2 run of a marginal flow (same suite)")
     p.add_argument("-o", "--output", default=str(HERE.parent / "astroflow_gal" / "pretrained"
@@ -95,6 +98,19 @@ def main() -> None:
                                 "train_time_s": best["train_time_s"]}
     history = {f"{k}_stage1": v for k, v in stage1.history.items()}
     history["edf"] = stage2.history.get("edf", {})
+    if args.marginals_from is not None:
+        earlier = GalaxyModel.load(args.marginals_from)
+        if (earlier.normalizer.star_transforms != stage2.normalizer.star_transforms
+                or earlier.normalizer.condition_transforms
+                != stage2.normalizer.condition_transforms):
+            raise SystemExit(f"{args.marginals_from} standardises its columns differently")
+        for kind, flow in earlier.marginals.items():
+            marginals[kind] = flow
+            history[kind] = earlier.history.get(kind, {})
+            record = earlier.meta.get("stages", {}).get(f"stage2_{kind}")
+            if record is not None:
+                stages[f"stage2_{kind}"] = {**record, "taken_from": earlier.meta.get("name"),
+                                            "taken_from_created": earlier.meta.get("created")}
     for spec in args.marginal:
         kind, folder = spec.split("=", 1)
         m_model, m_args, m_best = _run(Path(folder))
