@@ -133,19 +133,14 @@ def training_data(n: int, galaxies: torch.Tensor, seed: int = 2):
 
 def ours_train_seconds(data, steps: int, warmup: int, batch: int,
                        device: torch.device = CPU) -> float:
-    """Seconds per step of ``train_flow`` (start-up costs cancelled by a difference)."""
-    from astroflow_gal.training import train_flow
+    """Seconds per step of ``train_flow`` (start-up costs cancelled by a difference; the
+    timing of ``bench_training.py``)."""
+    from bench_training import bench_engine
 
-    def run(n: int) -> float:
-        flow = ConditionalSplineFlow(DIM, COND, LAYERS, BINS, seed=0).to(device)
-        sync(device)
-        t0 = time.perf_counter()
-        train_flow(flow, data, epochs=1, batch_size=batch, seed=0, max_steps=n,
-                   progress=False, checkpoint_every=None, device=device)
-        sync(device)
-        return time.perf_counter() - t0
+    def make_flow() -> ConditionalSplineFlow:
+        return ConditionalSplineFlow(DIM, COND, LAYERS, BINS, seed=0).to(device)
 
-    return (run(warmup + steps) - run(warmup)) / steps
+    return bench_engine(make_flow, data, batch, steps, warmup, device)
 
 
 def zuko_train_seconds(flow, data, steps: int, warmup: int, batch: int) -> float:
