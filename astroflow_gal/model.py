@@ -281,7 +281,9 @@ class GalaxyModel:
             for start in range(0, rows, batch_size):
                 yield lo + start, z[start : start + batch_size]
 
-    def _sample_rows(self, z: torch.Tensor, c_flow: torch.Tensor) -> np.ndarray:
+    def _sample_rows(
+        self, z: torch.Tensor, c_flow: torch.Tensor, values: np.ndarray
+    ) -> np.ndarray:
         rows = z.shape[0]
         if rows < _MIN_ROWS:
             # Matrix products of a handful of rows take other code paths in BLAS libraries and
@@ -289,7 +291,9 @@ class GalaxyModel:
             z = torch.cat([z, z.new_zeros(_MIN_ROWS - rows, z.shape[1])])
         x_flow, _ = self.flow.inverse(z.to(self.device, self.dtype), c_flow)
         x_flow = x_flow[:rows]
-        physical = self.normalizer.stars_from_flow(x_flow.to("cpu", torch.float64))
+        physical = self.normalizer.stars_from_flow(
+            x_flow.to("cpu", torch.float64), torch.from_numpy(np.asarray(values, np.float64))
+        )
         return physical.numpy()
 
     def _prepare_sample(
@@ -374,7 +378,7 @@ class GalaxyModel:
             out = np.empty((n, self.flow.dim), dtype=np.float64)
             with tqdm(total=n, unit="star", disable=not _show_progress(progress, n)) as bar:
                 for start, z in self._latent_batches(n, seed, batch):
-                    out[start : start + z.shape[0]] = self._sample_rows(z, c_flow)
+                    out[start : start + z.shape[0]] = self._sample_rows(z, c_flow, values)
                     bar.update(z.shape[0])
         # Columns are views of one buffer turned into Quantities without copying.
         table = QTable(
@@ -457,7 +461,7 @@ class GalaxyModel:
                              enabled=report, logger=_progress_log) as counter:
                 with torch.inference_mode():
                     for _, z in self._latent_batches(n, seed, batch, blocks):
-                        out = self._sample_rows(z, c_flow)
+                        out = self._sample_rows(z, c_flow, values)
                         counter.update(len(out))
                         yield out
 
@@ -536,7 +540,7 @@ class GalaxyModel:
     ) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != flow.dim:
             raise ValueError(f"x must have shape (N, {flow.dim}), got {tuple(x.shape)}")
-        y, log_jac = normalizer.stars_to_flow(x)
+        y, log_jac = normalizer.stars_to_flow(x, c)
         c_flow = normalizer.conditions_to_flow(c.to(x.dtype))
         log_p = flow.log_prob(y.to(self.dtype), c_flow.to(self.dtype))
         return log_p.to(x.dtype) + log_jac
@@ -650,7 +654,7 @@ class GalaxyModel:
             stop = min(n, start + batch)
             x = x_all[start:stop]
             c = c_all if values.ndim == 1 else c_all[start:stop]
-            y, log_jac = normalizer.stars_to_flow(x)
+            y, log_jac = normalizer.stars_to_flow(x, c)
             c_flow = normalizer.conditions_to_flow(c)
             log_p = flow.log_prob(y.to(self.device, self.dtype), c_flow.to(self.device, self.dtype))
             out[start:stop] = (log_p.to("cpu", torch.float64) + log_jac).numpy()
@@ -820,6 +824,8 @@ class GalaxyModel:
         weight_decay: float = 0.0,
         grad_clip: float | None = None,
         condition_noise: float = 0.0,
+        velocity_frame: str = "cartesian",
+        scale_with_mass: Sequence[str] = (),
     ) -> GalaxyModel:
         """Train a model on a suite of galaxies by maximum likelihood.
 
@@ -871,6 +877,16 @@ class GalaxyModel:
             Standard deviation of Gaussian noise added to the standardised conditions of every
             batch (in units of the training galaxies' spread of each condition; 0 turns it
             off): regularises the dependence on the conditions (`docs/training.md`).
+        velocity_frame : {"cartesian", "cylindrical"}
+            Frame the flows model the velocities in (:class:`~astroflow_gal.normalizer.Normalizer`):
+            ``"cylindrical"`` maps ``(vx, vy)`` to ``(v_R, v_phi)`` [km/s] at each star's position,
+            an exact rotation that makes an axisymmetric disc's velocities depend on the position
+            only through ``R`` and ``z`` (`docs/training.md`). Inputs and outputs stay Cartesian.
+        scale_with_mass : sequence of {"position", "velocity"}
+            Column groups divided by a per-galaxy power law of the stellar mass fitted to the
+            training galaxies before standardisation (:class:`~astroflow_gal.normalizer.ScaleLaw`;
+            kpc or km/s at 1e10 Msun): every galaxy then fills about the same range of flow
+            space (`docs/training.md`). Needs ``M_stars`` among the conditions.
         """
         from .training.fit import fit_flows
 
@@ -885,6 +901,7 @@ class GalaxyModel:
             checkpoint_every=checkpoint_every, resume=resume, progress=progress,
             flow_config=flow_config, max_steps=max_steps, name=name,
             weight_decay=weight_decay, grad_clip=grad_clip, condition_noise=condition_noise,
+            velocity_frame=velocity_frame, scale_with_mass=tuple(scale_with_mass),
         )
         flows = dict(result.flows)
         return cls(

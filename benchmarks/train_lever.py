@@ -41,7 +41,7 @@ def training_data(suite, normalizer: Normalizer, names=schema.STAR_NAMES) -> Tra
     """Flow-space tensors of a suite's stars under ``normalizer``."""
     s, g, c = suite.to_arrays(tuple(names), schema.CONDITION_NAMES)
     sub = normalizer.subset(names)
-    x, _ = sub.stars_to_flow(torch.from_numpy(s))
+    x, _ = sub.stars_to_flow(torch.from_numpy(s), torch.from_numpy(c[g]))
     return TrainingData(
         x=x.float(),
         galaxy_index=torch.from_numpy(g).long(),
@@ -92,6 +92,10 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--condition-noise", type=float, default=0.0)
+    p.add_argument("--velocity-frame", default="cartesian", choices=["cartesian", "cylindrical"],
+                   help="frame of the velocities in flow space (the normaliser's velocity_frame)")
+    p.add_argument("--scale-with-mass", nargs="*", default=[], choices=["position", "velocity"],
+                   help="column groups divided by a per-galaxy mass power law")
     p.add_argument("--steps", type=int, default=3000, help="optimisation steps in total")
     p.add_argument("--chunk", type=int, default=500, help="steps between KL measurements")
     p.add_argument("--seed", type=int, default=0)
@@ -117,8 +121,9 @@ def main() -> None:
     train, holdout = suite.train, suite.holdout
     test = GalaxySuite.synthetic(n_galaxies=args.n_test, seed=args.test_seed,
                                  max_total_stars=args.n_test * 20_000)
-    stars, _, conds = train.to_arrays(schema.STAR_NAMES, schema.CONDITION_NAMES)
-    normalizer = Normalizer.fit(stars, conds)
+    stars, galaxy, conds = train.to_arrays(schema.STAR_NAMES, schema.CONDITION_NAMES)
+    normalizer = Normalizer.fit(stars, conds, velocity_frame=args.velocity_frame,
+                                scale_with_mass=args.scale_with_mass, galaxy_index=galaxy)
     config = dict(n_layers=args.n_layers, bins=args.bins, hidden=args.hidden,
                   hidden_layers=args.hidden_layers)
     names = schema.STAR_NAMES if args.target == "edf" else MARGINALS[args.target]
@@ -131,9 +136,13 @@ def main() -> None:
         flow = ConditionalSplineFlow(**source.config)
         flow.load_state_dict(source.state_dict())
         old = {t.name: t for t in init.normalizer.star_transforms}
+        if init.normalizer.velocity_frame != args.velocity_frame:
+            raise SystemExit(f"--init model's velocity frame is {init.normalizer.velocity_frame}")
         normalizer = Normalizer(
             [t if t.bounded else old[t.name] for t in normalizer.star_transforms],
             init.normalizer.condition_transforms,
+            args.velocity_frame,
+            init.normalizer.scale_laws,
         )
     data_train = training_data(train, normalizer, names)
     data_val = training_data(holdout, normalizer, names)
@@ -181,7 +190,11 @@ def main() -> None:
             kl_train, _ = mean_kl(model, suite, train_ids, args.kl_stars)
             kl_test, per_test = mean_kl(model, test, test.ids, args.kl_stars)
         else:
-            model = GalaxyModel(init.flow, normalizer, training_range=training_range, meta=meta,
+            # the model around the marginal needs an eDF flow: the --init model's, or an
+            # untrained one (only the marginal is evaluated)
+            edf_flow = init.flow if args.init else ConditionalSplineFlow(
+                len(schema.STAR_NAMES), 4, **config, seed=args.seed)
+            model = GalaxyModel(edf_flow, normalizer, training_range=training_range, meta=meta,
                                 history={args.target: result.history},
                                 marginals={args.target: flow})
             kl_hold, per_hold = mean_marginal_kl(model, args.target, suite, holdout.ids,

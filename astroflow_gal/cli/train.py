@@ -83,6 +83,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--condition-noise", type=float,
                    help="noise on the standardised conditions, in training spreads (0; 0.1 "
                         "for the shipped model)")
+    p.add_argument("--velocity-frame", choices=("cartesian", "cylindrical"),
+                   help="frame the flows model the velocities in (cartesian)")
+    p.add_argument("--scale-with-mass", nargs="+", choices=("position", "velocity"),
+                   help="column groups divided by a per-galaxy power law of the stellar mass")
     p.add_argument("--marginals", nargs="+", metavar="KIND",
                    help="also train marginal flows (position, phase_space)")
     bar = p.add_mutually_exclusive_group()
@@ -195,7 +199,7 @@ def _options(args: argparse.Namespace, config: dict[str, dict[str, Any]]) -> dic
     options = dict(config["training"])
     for key in ("epochs", "batch_size", "lr", "schedule", "optimizer", "seed", "device",
                 "checkpoint_every", "max_steps", "marginals", "weight_decay", "grad_clip",
-                "condition_noise"):
+                "condition_noise", "velocity_frame", "scale_with_mass"):
         value = getattr(args, key)
         if value is not None:
             options[key] = value

@@ -65,7 +65,7 @@ def _training_data(
         return None
     stars, galaxy, conds = suite.to_arrays(tuple(names), tuple(condition_names))
     sub = normalizer.subset(names)
-    x, _ = sub.stars_to_flow(torch.from_numpy(stars))
+    x, _ = sub.stars_to_flow(torch.from_numpy(stars), torch.from_numpy(conds[galaxy]))
     return TrainingData(
         x=x.float(),
         galaxy_index=torch.from_numpy(galaxy).long(),
@@ -83,6 +83,8 @@ def fit_flows(
     checkpoint_dir: str | os.PathLike | None = None,
     flow_config: Mapping[str, Any] | None = None,
     name: str | None = None,
+    velocity_frame: str = "cartesian",
+    scale_with_mass: Sequence[str] = (),
     **train_options: Any,
 ) -> FitResult:
     """Train one flow per target on a suite of galaxies by maximum likelihood.
@@ -108,6 +110,10 @@ def fit_flows(
         Architecture overrides of :class:`~astroflow_gal.flow.ConditionalSplineFlow`.
     name : str, optional
         Name recorded in ``meta``.
+    velocity_frame : {"cartesian", "cylindrical"}
+        Frame of the velocities in flow space (:meth:`~astroflow_gal.normalizer.Normalizer.fit`).
+    scale_with_mass : sequence of {"position", "velocity"}
+        Column groups scaled by a per-galaxy mass power law (the same method).
     **train_options
         Passed on to :func:`~astroflow_gal.training.train_flow` for every target: ``epochs``
         (required), ``batch_size`` (stars), ``lr``, ``schedule``, ``optimizer``, ``device``,
@@ -125,8 +131,10 @@ def fit_flows(
         raise ValueError("no targets to train")
     condition_names = tuple(condition_names)
     first = tuple(next(iter(targets.values())))
-    stars, _, conds = train.to_arrays(first, condition_names)
-    normalizer = Normalizer.fit(stars, conds, first, condition_names)
+    stars, galaxy, conds = train.to_arrays(first, condition_names)
+    normalizer = Normalizer.fit(stars, conds, first, condition_names,
+                                velocity_frame=velocity_frame,
+                                scale_with_mass=tuple(scale_with_mass), galaxy_index=galaxy)
     config = dict(flow_config or {})
 
     flows: dict[str, ConditionalSplineFlow] = {}
@@ -169,6 +177,8 @@ def fit_flows(
         "training": {
             **{key: train_options.get(key) for key in _RECORDED},
             "seed": seed,
+            "velocity_frame": velocity_frame,
+            "scale_with_mass": list(scale_with_mass),
         },
     }
     return FitResult(flows, normalizer, training_range, meta, histories)
