@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 
 DEFAULTS = {"condition_noise": 0.0, "weight_decay": 0.0, "n_galaxies": 95,
-            "max_stars_per_galaxy": 200_000, "n_layers": 10, "hidden": 64, "hidden_layers": 2}
+            "max_stars_per_galaxy": 200_000, "n_layers": 10, "hidden": 64, "hidden_layers": 2,
+            "velocity_frame": "cartesian", "scale_with_mass": []}
 
 
 def levers(args: dict) -> str:
