@@ -154,3 +154,39 @@ def test_regularisation_options_reach_training_and_the_meta(tmp_path, suite_file
     assert main(["train", str(suite_file), "-o", str(tmp_path / "bad.h5"), *common,
                  "--condition-noise", "-1"]) == 2
     assert "condition_noise must be >= 0" in capsys.readouterr().err
+
+
+def test_flow_space_maps_reach_the_model_file(tmp_path, suite_file, capsys):
+    """--velocity-frame and --scale-with-mass build the normaliser the model is saved with; the
+    trained marginal shares it, and the model samples and evaluates through it."""
+    import numpy as np
+
+    from astroflow_gal.model import GalaxyModel
+
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(CONFIG)
+    out = tmp_path / "maps.h5"
+    assert main(["train", str(suite_file), "-o", str(out), "--config", str(cfg), "--epochs", "1",
+                 "--no-progress", "--max-steps", "3", "--marginals", "position",
+                 "--velocity-frame", "cylindrical", "--scale-with-mass", "velocity",
+                 "position"]) == 0
+    model = GalaxyModel.load(out)
+    norm = model.normalizer
+    assert norm.velocity_frame == "cylindrical"
+    assert [law.columns for law in norm.scale_laws] == [("vx", "vy", "vz"), ("x", "y", "z")]
+    assert model.meta["training"]["scale_with_mass"] == ["velocity", "position"]
+    assert model.meta["training"]["velocity_frame"] == "cylindrical"
+    conditions = {n: model.training_range[n][0] * 1.01 if n == "M_stars" else
+                  float(np.mean(model.training_range[n])) for n in model.condition_names}
+    conditions["tau10"] = min(conditions["tau10"], conditions["tau50"])
+    stars = model.sample(500, conditions, seed=0, allow_extrapolation=True)
+    log_f = model.log_edf(stars, conditions, allow_extrapolation=True)
+    log_rho = model.log_marginal(stars, "position", conditions, allow_extrapolation=True)
+    assert np.all(np.isfinite(log_f)) and np.all(np.isfinite(log_rho))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(["train", str(suite_file), "-o", str(tmp_path / "bad.h5"), "--config", str(cfg),
+              "--epochs", "1", "--no-progress", "--scale-with-mass", "age"])
+    assert stop.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+    assert not (tmp_path / "bad.h5").exists()
