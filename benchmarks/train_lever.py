@@ -99,6 +99,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3000, help="optimisation steps in total")
     p.add_argument("--chunk", type=int, default=500, help="steps between KL measurements")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (training shards)")
     p.add_argument("--kl-stars", type=int, default=5000, help="truth stars per galaxy for KL")
     p.add_argument("--train-every", type=int, default=9, help="KL on every k-th train galaxy")
     p.add_argument("--init", help="start from the eDF flow of this model file (its architecture "
@@ -108,7 +109,7 @@ def main() -> None:
     p.add_argument("--test-seed", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=20)
     args = p.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "args.json").write_text(json.dumps(vars(args), indent=1))
