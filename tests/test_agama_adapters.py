@@ -22,9 +22,19 @@ from astroflow_gal.model import GalaxyModel
 G = 4.300917270e-6  # kpc (km/s)^2 / Msun
 
 
-@pytest.fixture(scope="module")
-def model(phase_model):
-    return phase_model
+@pytest.fixture(scope="module", params=["plain", "flow-space maps"])
+def model(request, phase_model, small_suite):
+    """The phase-space model as it is, and with a normaliser in the cylindrical velocity frame
+    with mass scale laws (the adapters must pass the conditions through to it)."""
+    if request.param == "plain":
+        return phase_model
+    from astroflow_gal.normalizer import Normalizer
+
+    stars, galaxy, conds = small_suite.to_arrays()
+    normalizer = Normalizer.fit(stars, conds, velocity_frame="cylindrical",
+                                scale_with_mass=("velocity", "position"), galaxy_index=galaxy)
+    return GalaxyModel(phase_model.flow, normalizer, training_range=phase_model.training_range,
+                       marginals=phase_model.marginals)
 
 
 @pytest.fixture(scope="module")
