@@ -458,6 +458,9 @@ class Normalizer:
             mass = conditions[:, list(condition_names).index("M_stars")]
             stars = stars.copy()
             for group in scale_with_mass:
+                missing = [c for c in SCALE_GROUPS[group] if c not in star_names]
+                if missing:
+                    raise ValueError(f"scale group {group!r} needs the star columns {missing}")
                 cols = [list(star_names).index(c) for c in SCALE_GROUPS[group]]
                 law = ScaleLaw.fit(SCALE_GROUPS[group], stars[:, cols], galaxy_index, mass)
                 log_s = law.log_scale(torch.from_numpy(mass[galaxy_index])).numpy()

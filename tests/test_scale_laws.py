@@ -132,6 +132,9 @@ def test_bad_laws_and_requests_are_refused(arrays, scaled):
     stars, galaxy, conds = arrays
     with pytest.raises(ValueError, match="unknown scale groups"):
         Normalizer.fit(stars, conds, scale_with_mass=("age",), galaxy_index=galaxy)
+    with pytest.raises(ValueError, match="needs the star columns"):
+        Normalizer.fit(stars[:, 3:], conds, star_names=schema.STAR_NAMES[3:],
+                       scale_with_mass=("position",), galaxy_index=galaxy)
     with pytest.raises(ValueError, match="needs galaxy_index"):
         Normalizer.fit(stars, conds, scale_with_mass=("velocity",))
     with pytest.raises(ValueError, match="a row of conditions for every star"):
