@@ -37,9 +37,40 @@ from astroflow_gal.normalizer import Normalizer
 from astroflow_gal.training import TrainingData, train_flow
 
 
-def training_data(suite, normalizer: Normalizer, names=schema.STAR_NAMES) -> TrainingData:
-    """Flow-space tensors of a suite's stars under ``normalizer``."""
+def distilled_stars(teacher: GalaxyModel, suite, galaxy_index: np.ndarray, names) -> np.ndarray:
+    """Stars drawn from ``teacher``'s eDF in place of each galaxy's stars (same count per galaxy).
+
+    The columns ``names`` of ``n_g`` eDF samples at galaxy g's conditions (seed g), in schema
+    units: a marginal flow fitted to them learns the teacher's own marginal.
+    """
+    counts = np.bincount(galaxy_index, minlength=len(suite))
+    cols = [teacher.star_names.index(n) for n in names]
+    out = np.empty((galaxy_index.size, len(names)), dtype=np.float64)
+    start = 0
+    t0 = time.perf_counter()
+    for k, (gid, n) in enumerate(zip(suite.ids, counts, strict=True)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExtrapolationWarning)
+            table = teacher.sample(int(n), dict(suite[gid].conditions), seed=k, progress=False,
+                                   allow_extrapolation=True)
+        out[start : start + n] = np.column_stack([table[teacher.star_names[c]].value
+                                                  for c in cols])
+        start += n
+        if (k + 1) % 50 == 0:
+            print(f"distilling: {k + 1}/{len(suite)} galaxies, {start} stars, "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)
+    return out
+
+
+def training_data(suite, normalizer: Normalizer, names=schema.STAR_NAMES,
+                  teacher: GalaxyModel | None = None) -> TrainingData:
+    """Flow-space tensors of a suite's stars under ``normalizer``.
+
+    With ``teacher``, the stars are drawn from its eDF instead (:func:`distilled_stars`).
+    """
     s, g, c = suite.to_arrays(tuple(names), schema.CONDITION_NAMES)
+    if teacher is not None:
+        s = distilled_stars(teacher, suite, g, names)
     sub = normalizer.subset(names)
     x, _ = sub.stars_to_flow(torch.from_numpy(s), torch.from_numpy(c[g]))
     return TrainingData(
@@ -106,6 +137,9 @@ def main() -> None:
                    "and the standardisation of its unbounded columns and conditions)")
     p.add_argument("--target", default="edf", choices=["edf", *MARGINALS],
                    help="the eDF flow, or a marginal flow (needs --init with that marginal)")
+    p.add_argument("--distill-from", help="for a marginal target: train on stars drawn from this "
+                   "model's eDF (same count per galaxy) instead of the suite's stars, so that the "
+                   "marginal is the eDF's own")
     p.add_argument("--test-seed", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=20)
     args = p.parse_args()
@@ -145,8 +179,15 @@ def main() -> None:
             args.velocity_frame,
             init.normalizer.scale_laws,
         )
-    data_train = training_data(train, normalizer, names)
-    data_val = training_data(holdout, normalizer, names)
+    teacher = None
+    if args.distill_from:
+        if args.target == "edf":
+            raise SystemExit("--distill-from trains a marginal flow: give --target")
+        teacher = GalaxyModel.load(args.distill_from)
+        if teacher.normalizer.to_dict() != normalizer.to_dict():
+            raise SystemExit("--distill-from model's normaliser differs from this run's")
+    data_train = training_data(train, normalizer, names, teacher)
+    data_val = training_data(holdout, normalizer, names, teacher)
     print(f"suite {len(train)} + {len(holdout)} galaxies, {stars.shape[0]} training stars, "
           f"setup {time.perf_counter() - t0:.0f} s", flush=True)
     train_ids = train.ids[:: args.train_every]
