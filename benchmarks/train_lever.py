@@ -140,6 +140,10 @@ def main() -> None:
     p.add_argument("--distill-from", help="for a marginal target: train on stars drawn from this "
                    "model's eDF (same count per galaxy) instead of the suite's stars, so that the "
                    "marginal is the eDF's own")
+    p.add_argument("--input-conditioning", action="store_true",
+                   help="trial variant: the couplings' data networks also take the conditions "
+                   "at their first layer (benchmarks/input_conditioning.py); its model file "
+                   "cannot be loaded by GalaxyModel")
     p.add_argument("--test-seed", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=20)
     args = p.parse_args()
@@ -162,7 +166,12 @@ def main() -> None:
     config = dict(n_layers=args.n_layers, bins=args.bins, hidden=args.hidden,
                   hidden_layers=args.hidden_layers)
     names = schema.STAR_NAMES if args.target == "edf" else MARGINALS[args.target]
-    flow = ConditionalSplineFlow(len(names), 4, **config, seed=args.seed)
+    if args.input_conditioning:
+        from input_conditioning import input_conditioned_flow
+
+        flow = input_conditioned_flow(len(names), 4, seed=args.seed, **config)
+    else:
+        flow = ConditionalSplineFlow(len(names), 4, **config, seed=args.seed)
     if args.init:
         # Warm start: the old flow's weights, and the old affine standardisation of every column
         # whose map did not change (bounded columns keep the map fitted here).

@@ -250,7 +250,7 @@ class ConditionalSplineFlow(nn.Module):
         start, small, blocks = 0, [], []
         for g, count in enumerate(counts):
             if count >= min_group:
-                rows_g = [(c1[g : g + 1], c2[g : g + 1]) for c1, c2 in conds]
+                rows_g = [tuple(out[g : g + 1] for out in layer) for layer in conds]
                 for s in range(start, start + count, self.chunk_size):
                     pos = order[s : min(s + self.chunk_size, start + count)]
                     blocks.append((pos, rows_g, None))
