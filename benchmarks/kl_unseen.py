@@ -6,7 +6,8 @@ nats/star. Models trained on suites of different sizes hold out different galaxi
 compares them on common ground: the held-out galaxies of every model's suite (skipping any galaxy
 that another model with the same suite trained on) and fresh galaxies of another seed. All models
 see the same truth stars of each galaxy, so the differences between models are paired; each is
-given with its standard error::
+given with its standard error. With ``--mixture`` the equal-weight mixture of all the models,
+``f = mean_k f_k`` (an ensemble: its KL is at most the mean of theirs), is added as a last column::
 
     python benchmarks/kl_unseen.py astroflow_gal/pretrained/default.h5 runs/paper1600/model.h5
 """
@@ -40,12 +41,16 @@ def main() -> int:
     p.add_argument("--n-fresh", type=int, default=10, help="fresh galaxies")
     p.add_argument("--fresh-seed", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--mixture", action="store_true",
+                   help="add the equal-weight mixture (ensemble) of the models")
     p.add_argument("--json", help="write the per-galaxy numbers here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     models = [GalaxyModel.load(m) for m in args.models]
     labels = [Path(m).parent.name if Path(m).name == "model.h5" else Path(m).stem
               for m in args.models]
+    if args.mixture:
+        labels.append("mixture")
 
     suites: dict[str, GalaxySuite] = {}
     trained_on: dict[str, set[str]] = {}
@@ -78,6 +83,9 @@ def main() -> int:
                 log_f = m.log_edf(values, galaxy_conditions(m, suite[gid]),
                                   allow_extrapolation=True)
             diffs.append(log_p - log_f)
+        if args.mixture:
+            log_mix = np.logaddexp.reduce(log_p - np.stack(diffs), axis=0) - np.log(len(models))
+            diffs.append(log_p - log_mix)
         d = np.stack(diffs)
         sqrt_n = np.sqrt(args.n_stars)
         row = {"group": group, "galaxy": gid,
