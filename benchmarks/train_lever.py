@@ -166,6 +166,8 @@ def main() -> None:
     config = dict(n_layers=args.n_layers, bins=args.bins, hidden=args.hidden,
                   hidden_layers=args.hidden_layers)
     names = schema.STAR_NAMES if args.target == "edf" else MARGINALS[args.target]
+    if args.input_conditioning and args.init:
+        raise SystemExit("--input-conditioning trains its trial coupling from scratch, not --init")
     if args.input_conditioning:
         from input_conditioning import input_conditioned_flow
 
