@@ -20,6 +20,7 @@ import time
 import warnings
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 import torch
 
@@ -60,10 +61,12 @@ def main() -> int:
             suites[key] = GalaxySuite.synthetic_of(m.meta)
         trained_on.setdefault(key, set()).update(m.meta.get("train_ids") or [])
     galaxies = []  # (group, suite, id)
+    seen = set()
     for k, m in enumerate(models):
         key = suite_key(m.meta)
         for gid in m.meta.get("holdout", []):
-            if gid not in trained_on[key] and (key, gid) not in [(s, g) for _, s, g in galaxies]:
+            if gid not in trained_on[key] and (key, gid) not in seen:
+                seen.add((key, gid))
                 galaxies.append((f"held out of {labels[k]}", key, gid))
     fresh = GalaxySuite.synthetic(n_galaxies=args.n_fresh, seed=args.fresh_seed,
                                   max_total_stars=args.n_fresh * 20_000)
@@ -89,7 +92,7 @@ def main() -> int:
         d = np.stack(diffs)
         sqrt_n = np.sqrt(args.n_stars)
         row = {"group": group, "galaxy": gid,
-               "M_stars": float(suite[gid].conditions["M_stars"].value),
+               "M_stars": float(suite[gid].conditions["M_stars"].to_value(u.Msun)),
                "kl": d.mean(axis=1).tolist(), "kl_err": (d.std(axis=1) / sqrt_n).tolist(),
                "diff_vs_first": (d - d[0]).mean(axis=1).tolist(),
                "diff_vs_first_err": ((d - d[0]).std(axis=1) / sqrt_n).tolist()}

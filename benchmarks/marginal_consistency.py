@@ -32,7 +32,7 @@ from astroflow_gal.analysis.agama import to_agama_density
 from astroflow_gal.inputs import ExtrapolationWarning
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs" / "figures"))
-from make_agama import enclosed_mass_of_density  # noqa: E402
+from make_agama import analogue, enclosed_mass_of_density  # noqa: E402
 
 RADII = np.array([0.5, 1.0, 2.0, 5.0, 10.0, 20.0])
 
@@ -48,11 +48,10 @@ def galaxies(model: GalaxyModel, suite: GalaxySuite, n_extra: int) -> list[str]:
     """The Milky-Way analogue (training galaxy nearest 5e10 Msun), the held-out galaxies and
     ``n_extra`` training galaxies spread in mass."""
     train = [g for g in model.meta.get("train_ids", suite.ids) if g in suite.ids]
-    mass = {g: suite[g].conditions["M_stars"].to_value(u.Msun) for g in suite.ids}
-    analogue = min(train, key=lambda g: abs(np.log10(mass[g] / 5e10)))
+    mass = {g: suite[g].conditions["M_stars"].to_value(u.Msun) for g in train}
     by_mass = sorted(train, key=mass.get)
     extra = [by_mass[int(k)] for k in np.linspace(0, len(by_mass) - 1, n_extra)]
-    return list(dict.fromkeys([analogue, *model.meta.get("holdout", []), *extra]))
+    return list(dict.fromkeys([analogue(model)[0], *model.meta.get("holdout", []), *extra]))
 
 
 def main() -> int:

@@ -44,7 +44,6 @@ def distilled_stars(teacher: GalaxyModel, suite, galaxy_index: np.ndarray, names
     units: a marginal flow fitted to them learns the teacher's own marginal.
     """
     counts = np.bincount(galaxy_index, minlength=len(suite))
-    cols = [teacher.star_names.index(n) for n in names]
     out = np.empty((galaxy_index.size, len(names)), dtype=np.float64)
     start = 0
     t0 = time.perf_counter()
@@ -53,8 +52,7 @@ def distilled_stars(teacher: GalaxyModel, suite, galaxy_index: np.ndarray, names
             warnings.simplefilter("ignore", ExtrapolationWarning)
             table = teacher.sample(int(n), dict(suite[gid].conditions), seed=k, progress=False,
                                    allow_extrapolation=True)
-        out[start : start + n] = np.column_stack([table[teacher.star_names[c]].value
-                                                  for c in cols])
+        out[start : start + n] = np.column_stack([table[name].value for name in names])
         start += n
         if (k + 1) % 50 == 0:
             print(f"distilling: {k + 1}/{len(suite)} galaxies, {start} stars, "
