@@ -24,7 +24,7 @@ from astropy.table import QTable
 from ._version import __version__
 from .data import schema
 from .extrapolation import TrainingConditions
-from .flow import ConditionalSplineFlow
+from .flow import ConditionalSplineFlow, FlowEnsemble, flow_from_config
 from .flow.galacticflow import read_galacticflow_file
 from .inputs import (
     check_training_range,
@@ -53,14 +53,18 @@ MARGINALS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _block_seed(seed: int, block: int) -> int:
-    """Seed of the latent generator of one block (independent streams per block)."""
-    state = np.random.SeedSequence([int(seed), int(block)]).generate_state(2, dtype=np.uint32)
+def _block_seed(seed: int, block: int, stream: int = 0) -> int:
+    """Seed of the latent generator of one block (independent streams per block).
+
+    Stream 0 draws the flow's latents; stream 1 an ensemble's member choice.
+    """
+    entropy = [int(seed), int(block)] + ([int(stream)] if stream else [])
+    state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
     return int(state[0]) << 31 | int(state[1]) >> 1
 
 
-def _block_latents(seed: int, block: int, n_rows: int, dim: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(_block_seed(seed, block))
+def _block_latents(seed: int, block: int, n_rows: int, dim: int, stream: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(_block_seed(seed, block, stream))
     return torch.randn(n_rows, dim, generator=generator, dtype=torch.float32)
 
 
@@ -75,6 +79,9 @@ def _batch_rows(batch_size: int | None) -> int:
     rows = positive_int(batch_size, "batch_size") // _BATCH_QUANTUM * _BATCH_QUANTUM
     return min(SAMPLE_BLOCK, max(_BATCH_QUANTUM, rows))
 
+
+#: Precisions in which :meth:`GalaxyModel.save` may store the network weights.
+_WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 _progress_log = logging.getLogger("astroflow_gal.sampling")
 # sample_to_file reports its progress by default from this many stars on
@@ -108,8 +115,9 @@ class GalaxyModel:
 
     Parameters
     ----------
-    flow : ConditionalSplineFlow
-        The flow over the star columns in flow space.
+    flow : ConditionalSplineFlow or FlowEnsemble
+        The flow over the star columns in flow space, or a mixture of such flows
+        (:meth:`ensemble`).
     normalizer : Normalizer
         Maps star columns and conditions between schema units and flow space.
     training_range : mapping of str to (float, float), optional
@@ -130,7 +138,7 @@ class GalaxyModel:
 
     def __init__(
         self,
-        flow: ConditionalSplineFlow,
+        flow: ConditionalSplineFlow | FlowEnsemble,
         normalizer: Normalizer,
         *,
         training_range: Mapping[str, Sequence[float]] | None = None,
@@ -199,14 +207,28 @@ class GalaxyModel:
         """Unit of :meth:`edf`: the inverse of the product of the star columns' units."""
         return schema.edf_unit(self.star_names)
 
+    @property
+    def architecture(self) -> str:
+        """The eDF flow's architecture in words (each member's, for a mixture)."""
+        configs = self.flow.config.get("members", [self.flow.config])
+        text = " + ".join(
+            f"{cfg['n_layers']} layers, {cfg['bins']} bins, {cfg['hidden_layers']}x{cfg['hidden']}"
+            for cfg in configs
+        )
+        return f"mixture of {len(configs)} flows ({text})" if len(configs) > 1 else text
+
     def __repr__(self) -> str:
-        cfg = self.flow.config
         return (
             f"<GalaxyModel {self.meta.get('name', 'unnamed')}: {len(self.star_names)}-D eDF over "
             f"{', '.join(self.star_names)} | conditions {', '.join(self.condition_names)} | "
-            f"{cfg['n_layers']} layers, {cfg['bins']} bins, {cfg['hidden_layers']}x{cfg['hidden']}"
+            f"{self.architecture}"
             f"{' | marginals ' + ', '.join(self.marginals) if self.marginals else ''}>"
         )
+
+    @property
+    def n_members(self) -> int:
+        """Number of flows whose mixture is the eDF (1 for a single flow, see :meth:`ensemble`)."""
+        return len(self.flow.members) if isinstance(self.flow, FlowEnsemble) else 1
 
     def to(
         self, device: str | torch.device | None = None, dtype: torch.dtype | None = None
@@ -278,6 +300,10 @@ class GalaxyModel:
             lo = block * SAMPLE_BLOCK
             rows = min(n, lo + SAMPLE_BLOCK) - lo
             z = _block_latents(seed, block, rows, self.flow.dim)
+            if self.flow.latent_dim > self.flow.dim:
+                # An ensemble's member choice: its own stream, so the members' latents are
+                # those of a single flow with the same seed.
+                z = torch.cat([z, _block_latents(seed, block, rows, 1, stream=1)], dim=1)
             for start in range(0, rows, batch_size):
                 yield lo + start, z[start : start + batch_size]
 
@@ -289,7 +315,7 @@ class GalaxyModel:
             # Matrix products of a handful of rows take other code paths in BLAS libraries and
             # round differently; padding keeps a star's value independent of the batch size.
             z = torch.cat([z, z.new_zeros(_MIN_ROWS - rows, z.shape[1])])
-        x_flow, _ = self.flow.inverse(z.to(self.device, self.dtype), c_flow)
+        x_flow = self.flow.from_latent(z.to(self.device, self.dtype), c_flow)
         x_flow = x_flow[:rows]
         physical = self.normalizer.stars_from_flow(
             x_flow.to("cpu", torch.float64), torch.from_numpy(np.asarray(values, np.float64))
@@ -685,17 +711,42 @@ class GalaxyModel:
         return stars_to_skycoord(stars, galaxy=label)
 
     # -- files ----------------
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, weights_dtype: str | None = None) -> None:
         """Write the model to one HDF5 file, atomically (weights as datasets, the rest as JSON).
 
         Parameters
         ----------
         path : str or path-like
             Destination; an existing file is replaced only once the new one is complete.
+        weights_dtype : {None, "float32", "float16"}, optional
+            Precision of the stored network weights; by default that of the networks.
+            ``"float16"`` halves the size of a float32 model's file: every
+            weight is rounded to 11 significant bits (relative error <= 2**-11) and read back
+            into the model's float32 networks, so the model in the file is the rounded one
+            (measure it after :meth:`load`). Saving a loaded float16 model again as float16
+            changes nothing.
+
+        Raises
+        ------
+        ValueError
+            If ``weights_dtype`` is not one of these, or a weight overflows float16.
         """
+        if weights_dtype is not None and weights_dtype not in _WEIGHT_DTYPES:
+            raise ValueError(
+                f"weights_dtype must be None or one of {sorted(_WEIGHT_DTYPES)}, "
+                f"got {weights_dtype!r}"
+            )
+        dtype = None if weights_dtype is None else _WEIGHT_DTYPES[weights_dtype]
+        flows = {"flow": self.flow, **{f"marginal {k}": f for k, f in self.marginals.items()}}
+        for label, net in flows.items():
+            for name, value in net.state_dict().items():
+                if dtype is not None and value.is_floating_point() and not (
+                    torch.isfinite(value.to(dtype)).all()
+                ):
+                    raise ValueError(f"{label} weight {name} does not fit in {weights_dtype}")
         tree = {
             "package_version": __version__,
-            "flow": {"config": dict(self.flow.config), "weights": _cpu_state(self.flow)},
+            "flow": {"config": dict(self.flow.config), "weights": _cpu_state(self.flow, dtype)},
             "normalizer": self.normalizer.to_dict(),
             "training_range": self.training_range,
             "training_conditions": (
@@ -704,7 +755,7 @@ class GalaxyModel:
             "meta": self.meta,
             "history": self.history,
             "marginals": {
-                kind: {"config": dict(f.config), "weights": _cpu_state(f)}
+                kind: {"config": dict(f.config), "weights": _cpu_state(f, dtype)}
                 for kind, f in self.marginals.items()
             },
         }
@@ -797,6 +848,71 @@ class GalaxyModel:
         }
         history = {"train_loss": gf.history} if gf.history is not None else None
         return cls(gf.flow, normalizer, meta=meta, history=history)
+
+    @classmethod
+    def ensemble(
+        cls,
+        models: Sequence[GalaxyModel],
+        weights: Sequence[float] | None = None,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        marginals_from: int = 0,
+    ) -> GalaxyModel:
+        """A model whose eDF is the weighted mean of the eDFs of ``models``.
+
+        ``f(x | c) = sum_k w_k f_k(x | c)``: still a normalised density, evaluated exactly
+        (log-sum-exp of the members' log-eDFs) and differentiable. Sampling draws each star from
+        one member, chosen with probability ``w_k`` from a latent stream of its own (see
+        :class:`~astroflow_gal.flow.FlowEnsemble`). Models trained alike from different seeds err
+        in different places, and their mixture is closer to the truth than either: by the
+        convexity of KL, ``KL(truth || mixture)`` never exceeds the members' weighted mean KL.
+
+        Parameters
+        ----------
+        models : sequence of GalaxyModel
+            At least two models with the same normaliser (star columns, conditions, flow-space
+            maps) and the same training galaxies; a member that is itself a mixture is rejected.
+        weights : sequence of float, optional
+            Positive weights (dimensionless), normalised to sum to one; equal by default.
+        meta : mapping, optional
+            Meta of the result; by default the first model's, with the members' metas under
+            ``"members"``.
+        marginals_from : int
+            Index of the model whose marginal flows (:meth:`log_marginal`) the result keeps.
+
+        Raises
+        ------
+        ValueError
+            If fewer than two models are given, their normalisers or training galaxies differ,
+            a model is already a mixture, or a weight is not finite and positive.
+        """
+        models = list(models)
+        if len(models) < 2:
+            raise ValueError(f"an ensemble needs at least two models, got {len(models)}")
+        first = models[0]
+        for k, model in enumerate(models):
+            if not isinstance(model, GalaxyModel):
+                raise TypeError(f"model {k} is a {type(model).__name__}, not a GalaxyModel")
+            if isinstance(model.flow, FlowEnsemble):
+                raise ValueError(f"model {k} is already a mixture; pass its members instead")
+            if model.normalizer.to_dict() != first.normalizer.to_dict():
+                raise ValueError(f"model {k} maps stars or conditions differently from model 0")
+            if _conditions_dict(model) != _conditions_dict(first):
+                raise ValueError(f"model {k} was trained on other galaxies than model 0")
+        if not 0 <= marginals_from < len(models):
+            raise ValueError(f"marginals_from must index the models, got {marginals_from}")
+        flow = FlowEnsemble([m.flow for m in models], weights)
+        if meta is None:
+            meta = {**first.meta, "members": [dict(m.meta) for m in models]}
+        return cls(
+            flow.to(first.device),
+            first.normalizer,
+            training_range=first.training_range,
+            training_conditions=first.training_conditions,
+            meta=meta,
+            history={"members": [dict(m.history) for m in models]},
+            marginals=models[marginals_from].marginals,
+        )
 
     # -- training ----------------
     @classmethod
@@ -926,12 +1042,22 @@ def _training_conditions(suite: Any, names: Sequence[str]) -> TrainingConditions
     return TrainingConditions([g.id for g in galaxies], names, np.asarray(values, dtype=float))
 
 
-def _cpu_state(flow: ConditionalSplineFlow) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu() for k, v in flow.state_dict().items()}
+def _conditions_dict(model: GalaxyModel) -> dict[str, Any] | None:
+    tc = model.training_conditions
+    return None if tc is None else tc.to_dict()
 
 
-def _flow_from_tree(tree: Mapping[str, Any]) -> ConditionalSplineFlow:
-    flow = ConditionalSplineFlow(**tree["config"])
+def _cpu_state(
+    flow: ConditionalSplineFlow | FlowEnsemble, weights_dtype: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
+    state = {k: v.detach().cpu() for k, v in flow.state_dict().items()}
+    if weights_dtype is not None:
+        state = {k: v.to(weights_dtype) if v.is_floating_point() else v for k, v in state.items()}
+    return state
+
+
+def _flow_from_tree(tree: Mapping[str, Any]) -> ConditionalSplineFlow | FlowEnsemble:
+    flow = flow_from_config(dict(tree["config"]))
     flow.load_state_dict(tree["weights"])
     return flow
 

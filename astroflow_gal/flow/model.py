@@ -130,6 +130,11 @@ class ConditionalSplineFlow(nn.Module):
     def cond_dim(self) -> int:
         return self.config["cond_dim"]
 
+    @property
+    def latent_dim(self) -> int:
+        """Columns of one latent row (``dim``; a :class:`FlowEnsemble` has one more)."""
+        return self.config["dim"]
+
     # -- conditions -------------------------------------------------------------------------
     def _condition_rows(
         self, c: torch.Tensor | None, n: int
@@ -323,6 +328,10 @@ class ConditionalSplineFlow(nn.Module):
             ``log |det dx/dz|`` per row, shape ``(N,)``.
         """
         return self._transform(z, c, inverse=True)
+
+    def from_latent(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """Data rows for latent rows ``z`` (:meth:`inverse` without its log-determinant)."""
+        return self.inverse(z, c)[0]
 
     def _check_data(self, x: torch.Tensor) -> None:
         if x.dim() != 2 or x.shape[1] != self.dim:

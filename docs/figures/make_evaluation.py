@@ -85,7 +85,6 @@ def results_markdown(model, suite, metrics, seconds: float) -> str:
     s = metrics.meta["summary"]
     held = np.asarray(metrics["held_out"], dtype=bool)
     n, n_held = len(metrics), int(held.sum())
-    cfg = model.flow.config
     rank = np.asarray(metrics["linear_mmd_rank"])
     p = np.asarray(metrics["kernel_mmd_p"])
     auc = np.asarray(metrics["auc"])
@@ -103,9 +102,7 @@ def results_markdown(model, suite, metrics, seconds: float) -> str:
     lines = [
         f"Measured with `python docs/figures/make_evaluation.py` (one thread, {seconds:.0f} s in "
         "all on the shared 2-core development machine), which writes this section: the shipped "
-        f"model `{model.meta.get('name', 'unnamed')}` ({cfg['n_layers']} layers, "
-        f"{cfg['bins']} bins, "
-        f"{cfg['hidden_layers']}×{cfg['hidden']}, marginals: "
+        f"model `{model.meta.get('name', 'unnamed')}` ({model.architecture}, marginals: "
         f"{', '.join(model.marginals) or 'none'}) judged on the synthetic suite it was trained "
         f"on ({len(suite)} galaxies, seed {model.meta['suite_seed']}), on its {n_held} held-out "
         f"galaxies and on {n - n_held} training galaxies spread evenly in mass; model galaxies "

@@ -1,0 +1,84 @@
+"""Make a model file's eDF the mixture of its flow and the eDF flows of further training runs.
+
+Every RUN is a ``benchmarks/train_lever.py`` run of the eDF on the same synthetic suite as the
+BASE model (same seed, size, star counts and held-out galaxies) with the same flow-space maps,
+typically from another ``--seed``; each run's best chunk (by the held-out KL) is taken. The
+result's eDF is the equal-weight mixture of BASE's eDF and the runs' (``GalaxyModel.ensemble``);
+it keeps BASE's marginal flows, training galaxies and meta, and records every member's run under
+``meta["stages"]``. With ``--weights-dtype float16`` the weights are stored in half precision
+(half the file; the KL of the shipped model changes by less than 0.002 nats/star, see
+docs/model_card.md)::
+
+    python benchmarks/add_members.py astroflow_gal/pretrained/default.h5 runs/edf_seed1 \\
+        --weights-dtype float16 -o astroflow_gal/pretrained/default.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import re
+from pathlib import Path
+
+from build_default import _record, _run
+
+from astroflow_gal import GalaxyModel, __version__
+
+SUITE_KEYS = ("n_galaxies", "suite_seed", "max_total_stars", "min_stars", "max_stars_per_galaxy",
+              "n_holdout", "split_seed")
+
+
+def _check_same_suite(run_args: dict, base: GalaxyModel, folder: Path) -> None:
+    reference = base.meta.get("training") or {}
+    for key in SUITE_KEYS:
+        if key not in reference or run_args[key] != reference[key]:
+            raise SystemExit(f"run {folder} used another suite than the base model ({key})")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("base", type=Path, help="model file whose eDF becomes the first member")
+    p.add_argument("runs", type=Path, nargs="+", help="eDF run folders of train_lever.py")
+    p.add_argument("--weights-dtype", choices=["float32", "float16"], default=None,
+                   help="precision of the stored weights (default: as the networks hold them)")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    args = p.parse_args()
+
+    base = GalaxyModel.load(args.base)
+    if base.n_members != 1:
+        raise SystemExit(f"{args.base} is already a mixture of {base.n_members} flows")
+    members = [base]
+    stages = dict(base.meta.get("stages") or {})
+    for k, folder in enumerate(args.runs, start=1):
+        run_model, run_args, best = _run(folder)
+        _check_same_suite(run_args, base, folder)
+        members.append(GalaxyModel(
+            run_model.flow, run_model.normalizer, training_range=base.training_range,
+            training_conditions=base.training_conditions, meta=run_model.meta,
+            history=run_model.history,
+        ))
+        stages[f"edf_member_{k}"] = _record(
+            f"eDF flow from scratch (seed {run_args['seed']}), mixture member {k}", run_args, best)
+    name = re.sub(r"\)$", f", mixture of {len(members)} eDF flows)", base.meta.get("name", ""))
+    meta = {
+        **base.meta,
+        "name": name,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "astroflow_gal_version": __version__,
+        "stages": stages,
+        "ensemble": {"members": len(members), "weights": "equal",
+                     "weights_dtype": args.weights_dtype or "float32"},
+    }
+    model = GalaxyModel.ensemble(members, meta=meta)
+    model.history = {
+        **{key: value for key, value in base.history.items() if key != "edf"},
+        "edf_members": [m.history.get("edf", {}) for m in members],
+    }
+    model.save(args.output, weights_dtype=args.weights_dtype)
+    size = args.output.stat().st_size / 1e6
+    print(f"wrote {args.output} ({size:.1f} MB): mixture of {len(members)} eDF flows, "
+          f"marginals {sorted(model.marginals)}, weights stored as {args.weights_dtype or 'is'}")
+
+
+if __name__ == "__main__":
+    main()
