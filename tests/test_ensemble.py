@@ -255,3 +255,25 @@ def test_bad_weights_dtype_and_overflow_raise(small_model, tmp_path):
     with pytest.raises(ValueError, match="does not fit in float16"):
         huge.save(tmp_path / "huge.h5", weights_dtype="float16")
     assert not (tmp_path / "huge.h5").exists()
+
+
+def test_ensemble_command_line(two_models, mid_conditions, tmp_path, capsys):
+    from astroflow_gal.cli import main
+
+    for k, model in enumerate(two_models):
+        model.save(tmp_path / f"m{k}.h5")
+    status = main(["ensemble", str(tmp_path / "m0.h5"), str(tmp_path / "m1.h5"),
+                   "-o", str(tmp_path / "mix.h5"), "--weights", "1", "3",
+                   "--weights-dtype", "float16"])
+    assert status == 0 and "mixture of 2 flows" in capsys.readouterr().out
+    mix = GalaxyModel.load(tmp_path / "mix.h5")
+    assert mix.n_members == 2 and mix.flow.weights == pytest.approx([0.25, 0.75])
+    stars = two_models[0].sample(500, mid_conditions, seed=1)
+    expected = np.logaddexp(np.log(0.25) + two_models[0].log_edf(stars, mid_conditions),
+                            np.log(0.75) + two_models[1].log_edf(stars, mid_conditions))
+    assert np.allclose(mix.log_edf(stars, mid_conditions), expected, atol=0.05)  # float16
+    # a wrong number of weights is an error before anything is written
+    status = main(["ensemble", str(tmp_path / "m0.h5"), str(tmp_path / "m1.h5"),
+                   "-o", str(tmp_path / "bad.h5"), "--weights", "1"])
+    assert status == 2 and "2 models" in capsys.readouterr().err
+    assert not (tmp_path / "bad.h5").exists()

@@ -10,6 +10,7 @@ import sys
 _COMMAND_MODULES = (
     "astroflow_gal.cli.crossval",
     "astroflow_gal.cli.demo",
+    "astroflow_gal.cli.ensemble",
     "astroflow_gal.cli.evaluate",
     "astroflow_gal.cli.observe",
     "astroflow_gal.cli.profiles",
