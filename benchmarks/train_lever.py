@@ -176,6 +176,9 @@ def main() -> None:
         # Warm start: the old flow's weights, and the old affine standardisation of every column
         # whose map did not change (bounded columns keep the map fitted here).
         init = GalaxyModel.load(args.init)
+        if args.target == "edf" and init.n_members > 1:
+            raise SystemExit(f"--init {args.init} is a mixture of {init.n_members} flows; "
+                             "start from one flow's model file")
         source = init.flow if args.target == "edf" else init.marginals[args.target]
         flow = ConditionalSplineFlow(**source.config)
         flow.load_state_dict(source.state_dict())
