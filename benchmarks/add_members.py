@@ -20,12 +20,9 @@ import datetime as _dt
 import re
 from pathlib import Path
 
-from build_default import _record, _run
+from build_default import SUITE_KEYS, _record, _run
 
 from astroflow_gal import GalaxyModel, __version__
-
-SUITE_KEYS = ("n_galaxies", "suite_seed", "max_total_stars", "min_stars", "max_stars_per_galaxy",
-              "n_holdout", "split_seed")
 
 
 def _check_same_suite(run_args: dict, base: GalaxyModel, folder: Path) -> None:
