@@ -5,6 +5,7 @@ from __future__ import annotations
 import astropy.units as u
 import numpy as np
 import pytest
+import torch
 
 from astroflow_gal import ConditionRangeError, GalaxyModel, GalaxySuite
 from astroflow_gal.analysis.metrics import kl_to_truth
@@ -22,6 +23,14 @@ def test_pretrained_loads_and_records_its_suite():
     tc = model.training_conditions
     assert len(tc.ids) == 395 and list(tc.ids) == list(model.meta["train_ids"])
     assert not set(tc.ids) & set(model.meta["holdout"])
+
+
+def test_pretrained_is_a_mixture_of_two_flows_in_a_small_file(shipped_model_file):
+    model = GalaxyModel.pretrained()
+    assert model.n_members == 2 and model.flow.weights == pytest.approx([0.5, 0.5])
+    assert "edf_member_1" in model.meta["stages"]
+    assert shipped_model_file.stat().st_size < 20e6  # what the package may carry
+    assert model.dtype == torch.float32  # weights stored as float16, computed in float32
 
 
 def test_pretrained_samples_a_disc_galaxy():
