@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -58,7 +59,17 @@ def test_crossval_runs_and_resumes_where_it_stopped(tiny_suite, tmp_path, monkey
     assert list((out / "model_01" / "checkpoints").rglob("checkpoint-*.h5"))
     monkeypatch.setattr(checkpoint.CheckpointManager, "save", original)
 
-    # ... continues: model 0 is read back, model 1 resumes from its checkpoint.
+    # ... continues: model 0 is read back, model 1 resumes from its checkpoint. Its evaluation
+    # is made to last 0.3 s, so that the 0.05 s heartbeat must tick while that phase lasts.
+    from astroflow_gal.analysis import crossval
+
+    real_evaluate = crossval.evaluate
+
+    def slow_evaluate(*args, **kwargs):
+        time.sleep(0.3)
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(crossval, "evaluate", slow_evaluate)
     with caplog.at_level(logging.INFO):
         resumed = _run(tiny_suite, out, heartbeat_s=0.05)
     text = caplog.text
