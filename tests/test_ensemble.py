@@ -3,6 +3,7 @@ files with float16 weights."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -179,15 +180,15 @@ def test_log_edf_torch_gradient_through_the_mixture(two_models, mid_conditions):
     (grad,) = torch.autograd.grad(log_f.sum(), x)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
     # against central differences of the exact float64 mixture along vx
-    mix64 = GalaxyModel.ensemble(two_models).to(dtype=torch.float64)
+    # a copy: the session's models keep their float32 networks whatever happens here
+    mix64 = GalaxyModel.ensemble(copy.deepcopy(two_models)).to(dtype=torch.float64)
     h = 1e-4
     step = torch.zeros_like(x)
     step[:, 3] = h
     with torch.no_grad():
         fd = (mix64.log_edf_torch(x + step, c) - mix64.log_edf_torch(x - step, c)) / (2 * h)
     assert torch.allclose(grad[:, 3].double(), fd, rtol=2e-3, atol=2e-3)
-    for model in two_models:
-        model.to(dtype=torch.float32)
+    assert all(model.dtype == torch.float32 for model in two_models)
 
 
 def test_ensemble_refuses_mismatched_models(small_model):
