@@ -39,7 +39,8 @@ from .normalizer import ColumnTransform, Normalizer
 __all__ = ["GalaxyModel", "MARGINALS", "SAMPLE_BLOCK"]
 
 FORMAT_NAME = "astroflow_gal.GalaxyModel"
-FORMAT_VERSION = 1
+#: 1: one dataset per weight tensor; 2: each flow's weights packed into one dataset per dtype.
+FORMAT_VERSION = 2
 #: Latent draws come in blocks of this many stars, each from its own seeded generator, so a
 #: sample does not depend on the batch size or on how many processes share the work.
 SAMPLE_BLOCK = 65_536
@@ -746,7 +747,10 @@ class GalaxyModel:
                     raise ValueError(f"{label} weight {name} does not fit in {weights_dtype}")
         tree = {
             "package_version": __version__,
-            "flow": {"config": dict(self.flow.config), "weights": _cpu_state(self.flow, dtype)},
+            "flow": {
+                "config": dict(self.flow.config),
+                "weights": _pack_state(_cpu_state(self.flow, dtype)),
+            },
             "normalizer": self.normalizer.to_dict(),
             "training_range": self.training_range,
             "training_conditions": (
@@ -755,7 +759,7 @@ class GalaxyModel:
             "meta": self.meta,
             "history": self.history,
             "marginals": {
-                kind: {"config": dict(f.config), "weights": _cpu_state(f, dtype)}
+                kind: {"config": dict(f.config), "weights": _pack_state(_cpu_state(f, dtype))}
                 for kind, f in self.marginals.items()
             },
         }
@@ -780,10 +784,13 @@ class GalaxyModel:
             If the file is truncated, not HDF5, of another format, of a newer format version,
             or its content is inconsistent.
         """
-        tree, _ = read_tree(path, format_name=FORMAT_NAME, max_version=FORMAT_VERSION)
+        tree, version = read_tree(path, format_name=FORMAT_NAME, max_version=FORMAT_VERSION)
+        packed = version >= 2
         try:
-            flow = _flow_from_tree(tree["flow"])
-            marginals = {k: _flow_from_tree(v) for k, v in (tree.get("marginals") or {}).items()}
+            flow = _flow_from_tree(tree["flow"], packed)
+            marginals = {
+                k: _flow_from_tree(v, packed) for k, v in (tree.get("marginals") or {}).items()
+            }
             model = cls(
                 flow,
                 Normalizer.from_dict(tree["normalizer"]),
@@ -1056,9 +1063,50 @@ def _cpu_state(
     return state
 
 
-def _flow_from_tree(tree: Mapping[str, Any]) -> ConditionalSplineFlow | FlowEnsemble:
+def _pack_state(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """One flat array per dtype and a JSON list of ``[name, dtype, shape]`` in storage order.
+
+    Thousands of small datasets cost about 400 bytes of HDF5 headers each; packed, a model file
+    is its weights' bytes plus a few kilobytes.
+    """
+    flat: dict[str, list[torch.Tensor]] = {}
+    tensors = []
+    for name, value in state.items():
+        dtype = str(value.dtype).removeprefix("torch.")
+        flat.setdefault(dtype, []).append(value.reshape(-1))
+        tensors.append([name, dtype, list(value.shape)])
+    return {"tensors": tensors, "data": {k: torch.cat(v) for k, v in flat.items()}}
+
+
+def _unpack_state(packed: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`_pack_state`; any inconsistency raises ``ValueError``."""
+    data = {k: torch.as_tensor(v) for k, v in dict(packed["data"]).items()}
+    offsets = dict.fromkeys(data, 0)
+    state = {}
+    for name, dtype, shape in packed["tensors"]:
+        if dtype not in data or str(data[dtype].dtype).removeprefix("torch.") != dtype:
+            raise ValueError(f"weight {name}: no packed {dtype} data")
+        shape = [int(n) for n in shape]
+        if any(n < 0 for n in shape):
+            raise ValueError(f"weight {name}: negative shape {shape}")
+        size = math.prod(shape)
+        start = offsets[dtype]
+        if start + size > data[dtype].numel():
+            raise ValueError(f"weight {name}: packed {dtype} data too short")
+        state[name] = data[dtype][start : start + size].reshape(shape)
+        offsets[dtype] = start + size
+    for dtype, used in offsets.items():
+        if used != data[dtype].numel():
+            raise ValueError(f"packed {dtype} data has {data[dtype].numel() - used} extra values")
+    return state
+
+
+def _flow_from_tree(
+    tree: Mapping[str, Any], packed: bool = True
+) -> ConditionalSplineFlow | FlowEnsemble:
     flow = flow_from_config(dict(tree["config"]))
-    flow.load_state_dict(tree["weights"])
+    weights = _unpack_state(tree["weights"]) if packed else tree["weights"]
+    flow.load_state_dict(weights)
     return flow
 
 

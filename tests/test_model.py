@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import warnings
 
@@ -17,7 +18,7 @@ from conftest import FIXTURES, condition_tensor, perturbed_flow, values_of
 from astroflow_gal import ExtrapolationWarning, GalaxyModel
 from astroflow_gal.data import schema
 from astroflow_gal.inputs import ConditionRangeError
-from astroflow_gal.io import FileFormatError
+from astroflow_gal.io import FileFormatError, read_tree, write_tree
 from astroflow_gal.samples import read_sample
 
 
@@ -289,6 +290,62 @@ def test_bad_model_files_raise(small_model, tmp_path):
         GalaxyModel.load(newer)
     with pytest.raises(FileNotFoundError):
         GalaxyModel.load(tmp_path / "absent.h5")
+
+
+def test_weights_are_packed_one_dataset_per_dtype(small_model, tmp_path):
+    path = tmp_path / "model.h5"
+    small_model.save(path)
+    with h5py.File(path, "r") as f:
+        n_datasets = []
+        f["arrays"].visititems(
+            lambda name, obj: n_datasets.append(name) if isinstance(obj, h5py.Dataset) else None
+        )
+    # the eDF flow and each marginal: one float32 array each, whatever the number of layers
+    assert len(n_datasets) == 1 + len(small_model.marginals)
+    weight_bytes = sum(
+        v.numel() * v.element_size()
+        for net in [small_model.flow, *small_model.marginals.values()]
+        for v in net.state_dict().values()
+    )
+    assert path.stat().st_size < weight_bytes + 200_000  # headers and JSON, not per tensor
+
+
+def test_format_version_1_files_still_load(small_model, mid_conditions, tmp_path):
+    """A file written before packing (one dataset per tensor) reads back the same model."""
+    small_model.save(tmp_path / "v2.h5")
+    tree, version = read_tree(tmp_path / "v2.h5", format_name="astroflow_gal.GalaxyModel",
+                              max_version=2)
+    assert version == 2
+    nets = {"flow": small_model.flow, **small_model.marginals}
+    tree["flow"]["weights"] = dict(small_model.flow.state_dict())
+    for kind, part in tree["marginals"].items():
+        part["weights"] = dict(nets[kind].state_dict())
+    write_tree(tmp_path / "v1.h5", tree, format_name="astroflow_gal.GalaxyModel",
+               format_version=1)
+    old = GalaxyModel.load(tmp_path / "v1.h5")
+    stars = small_model.sample(500, mid_conditions, seed=2)
+    assert np.array_equal(old.log_edf(stars, mid_conditions),
+                          small_model.log_edf(stars, mid_conditions))
+    assert np.array_equal(old.log_marginal(stars, "position", mid_conditions),
+                          small_model.log_marginal(stars, "position", mid_conditions))
+
+
+@pytest.mark.parametrize("damage", ["shape", "missing tensor", "dtype"])
+def test_inconsistent_packed_weights_raise(small_model, tmp_path, damage):
+    path = tmp_path / "model.h5"
+    small_model.save(path)
+    with h5py.File(path, "a") as f:
+        tree = json.loads(f.attrs["tree"])
+        tensors = tree["flow"]["weights"]["tensors"]
+        if damage == "shape":
+            tensors[0][2] = [tensors[0][2][0] + 1, *tensors[0][2][1:]]
+        elif damage == "missing tensor":
+            del tensors[-1]
+        else:
+            tensors[0][1] = "float64"
+        f.attrs["tree"] = json.dumps(tree)
+    with pytest.raises(FileFormatError, match="inconsistent model file"):
+        GalaxyModel.load(path)
 
 
 def test_interrupted_save_keeps_the_previous_file(small_model, tmp_path, monkeypatch):
