@@ -231,6 +231,40 @@ class GalaxyModel:
         """Number of flows whose mixture is the eDF (1 for a single flow, see :meth:`ensemble`)."""
         return len(self.flow.members) if isinstance(self.flow, FlowEnsemble) else 1
 
+    def members(self) -> list[GalaxyModel]:
+        """The mixture's flows, each as a model of its own (a single flow: ``[self]``).
+
+        Each member shares this model's networks (no copy), normaliser, training galaxies and
+        marginal flows; its ``meta`` is this model's with ``"member"`` set to its index. The
+        spread of the members' predictions (profiles, moments, ``log_edf``) is a measure of
+        how much the fit itself is uncertain, and ``GalaxyModel.ensemble(model.members() +
+        [other])`` adds a flow to a mixture.
+
+        Returns
+        -------
+        list of GalaxyModel
+            One model per member, in the order of ``flow.members``; their mixture weights are
+            ``flow.weights``.
+        """
+        if not isinstance(self.flow, FlowEnsemble):
+            return [self]
+        histories = self.history.get("members") or [
+            {"edf": h} for h in self.history.get("edf_members") or []
+        ]
+        meta = {k: v for k, v in self.meta.items() if k not in ("members", "ensemble")}
+        return [
+            GalaxyModel(
+                flow,
+                self.normalizer,
+                training_range=self.training_range,
+                training_conditions=self.training_conditions,
+                meta={**meta, "member": k},
+                history=histories[k] if k < len(histories) else {},
+                marginals=self.marginals,
+            )
+            for k, flow in enumerate(self.flow.members)
+        ]
+
     def to(
         self, device: str | torch.device | None = None, dtype: torch.dtype | None = None
     ) -> GalaxyModel:
@@ -878,7 +912,8 @@ class GalaxyModel:
         ----------
         models : sequence of GalaxyModel
             At least two models with the same normaliser (star columns, conditions, flow-space
-            maps) and the same training galaxies; a member that is itself a mixture is rejected.
+            maps) and the same training galaxies; a member that is itself a mixture is rejected
+            (pass its :meth:`members`).
         weights : sequence of float, optional
             Positive weights (dimensionless), normalised to sum to one; equal by default.
         meta : mapping, optional

@@ -1,10 +1,11 @@
 """Make a model file's eDF the mixture of its flow and the eDF flows of further training runs.
 
-Every RUN is a ``benchmarks/train_lever.py`` run of the eDF on the same synthetic suite as the
-BASE model (same seed, size, star counts and held-out galaxies) with the same flow-space maps,
-typically from another ``--seed``; each run's best chunk (by the held-out KL) is taken. The
-result's eDF is the equal-weight mixture of BASE's eDF and the runs' (``GalaxyModel.ensemble``);
-it keeps BASE's marginal flows, training galaxies and meta, and records every member's run under
+BASE may be a single flow or already a mixture (its members are kept). Every RUN is a
+``benchmarks/train_lever.py`` run of the eDF on the same synthetic suite as the BASE model (same
+seed, size, star counts and held-out galaxies) with the same flow-space maps, typically from
+another ``--seed``; each run's best chunk (by the held-out KL) is taken. The result's eDF is the
+equal-weight mixture of BASE's eDF flows and the runs' (``GalaxyModel.ensemble``); it keeps
+BASE's marginal flows, training galaxies and meta, and records every member's run under
 ``meta["stages"]``. With ``--weights-dtype float16`` the weights are stored in half precision
 (half the file; the KL of the shipped model changes by less than 0.002 nats/star, see
 docs/model_card.md)::
@@ -42,11 +43,9 @@ def main() -> None:
     args = p.parse_args()
 
     base = GalaxyModel.load(args.base)
-    if base.n_members != 1:
-        raise SystemExit(f"{args.base} is already a mixture of {base.n_members} flows")
-    members = [base]
+    members = base.members()
     stages = dict(base.meta.get("stages") or {})
-    for k, folder in enumerate(args.runs, start=1):
+    for k, folder in enumerate(args.runs, start=len(members)):
         run_model, run_args, best = _run(folder)
         _check_same_suite(run_args, base, folder)
         members.append(GalaxyModel(
@@ -56,7 +55,8 @@ def main() -> None:
         ))
         stages[f"edf_member_{k}"] = _record(
             f"eDF flow from scratch (seed {run_args['seed']}), mixture member {k}", run_args, best)
-    name = re.sub(r"\)$", f", mixture of {len(members)} eDF flows)", base.meta.get("name", ""))
+    name = re.sub(r"(, mixture of \d+ eDF flows)?\)$", f", mixture of {len(members)} eDF flows)",
+                  base.meta.get("name", ""))
     meta = {
         **base.meta,
         "name": name,

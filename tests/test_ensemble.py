@@ -208,6 +208,29 @@ def test_ensemble_refuses_mismatched_models(small_model):
         GalaxyModel.ensemble([mix, small_model])
 
 
+def test_members_are_the_mixtures_flows_as_models(two_models, mid_conditions):
+    a, b = two_models
+    assert a.members() == [a]
+    mix = GalaxyModel.ensemble([a, b], weights=[1.0, 3.0])
+    members = mix.members()
+    assert len(members) == 2 and all(m.n_members == 1 for m in members)
+    assert [m.meta["member"] for m in members] == [0, 1]
+    assert members[0].flow is mix.flow.members[0]  # shared, not copied
+    assert members[1].marginals.keys() == mix.marginals.keys()
+    stars = a.sample(1000, mid_conditions, seed=2)
+    for member, original in zip(members, (a, b), strict=True):
+        assert np.array_equal(member.log_edf(stars, mid_conditions),
+                              original.log_edf(stars, mid_conditions))
+    # a mixture grows by a member through its members; the first two keep their relative weight
+    third = GalaxyModel(perturbed_flow(10, 4, seed=11), a.normalizer,
+                        training_range=a.training_range)
+    grown = GalaxyModel.ensemble([*members, third], weights=[0.25, 0.75, 1.0])
+    expected = np.logaddexp(mix.log_edf(stars, mid_conditions),
+                            third.log_edf(stars, mid_conditions)) - math.log(2)
+    assert grown.n_members == 3
+    assert np.allclose(grown.log_edf(stars, mid_conditions), expected, atol=1e-5)
+
+
 # -- files -------------------------------------------------------------------------------------
 def test_ensemble_file_round_trip(two_models, mid_conditions, tmp_path):
     mix = GalaxyModel.ensemble(two_models, weights=[1.0, 2.0])
