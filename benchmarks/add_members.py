@@ -37,7 +37,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("base", type=Path, help="model file whose eDF becomes the first member")
     p.add_argument("runs", type=Path, nargs="+", help="eDF run folders of train_lever.py")
-    p.add_argument("--weights-dtype", choices=["float32", "float16"], default=None,
+    p.add_argument("--weights-dtype", choices=["float32", "float16", "int8"], default=None,
                    help="precision of the stored weights (default: as the networks hold them)")
     p.add_argument("-o", "--output", type=Path, required=True)
     args = p.parse_args()

@@ -252,7 +252,7 @@ def test_float16_weights_halve_the_file_and_round_the_model(small_model, mid_con
     n_weights = sum(p.numel() for p in small_model.flow.parameters())
     assert size32 - size16 > 1.5 * n_weights  # two bytes saved per weight, less overheads
     tree, _ = read_tree(tmp_path / "f16.h5", format_name="astroflow_gal.GalaxyModel",
-                        max_version=2)
+                        max_version=3)
     assert {name: v.dtype for name, v in tree["flow"]["weights"]["data"].items()} == {
         "float16": torch.float16
     }

@@ -17,6 +17,7 @@ from conftest import FIXTURES, condition_tensor, perturbed_flow, values_of
 
 from astroflow_gal import ExtrapolationWarning, GalaxyModel
 from astroflow_gal.data import schema
+from astroflow_gal.flow import ConditionalSplineFlow
 from astroflow_gal.inputs import ConditionRangeError
 from astroflow_gal.io import FileFormatError, read_tree, write_tree
 from astroflow_gal.samples import read_sample
@@ -314,8 +315,8 @@ def test_format_version_1_files_still_load(small_model, mid_conditions, tmp_path
     """A file written before packing (one dataset per tensor) reads back the same model."""
     small_model.save(tmp_path / "v2.h5")
     tree, version = read_tree(tmp_path / "v2.h5", format_name="astroflow_gal.GalaxyModel",
-                              max_version=2)
-    assert version == 2
+                              max_version=3)
+    assert version == 3
     nets = {"flow": small_model.flow, **small_model.marginals}
     tree["flow"]["weights"] = dict(small_model.flow.state_dict())
     for kind, part in tree["marginals"].items():
@@ -343,6 +344,59 @@ def test_inconsistent_packed_weights_raise(small_model, tmp_path, damage):
             del tensors[-1]
         else:
             tensors[0][1] = "float64"
+        f.attrs["tree"] = json.dumps(tree)
+    with pytest.raises(FileFormatError, match="inconsistent model file"):
+        GalaxyModel.load(path)
+
+
+def _model_with_square_hidden_layers(small_model: GalaxyModel) -> GalaxyModel:
+    """A model whose networks have 32 x 32 hidden matrices (stored in 8 bits by int8)."""
+    wide = ConditionalSplineFlow(10, 4, n_layers=2, bins=6, hidden=32, hidden_layers=2, seed=3)
+    return GalaxyModel(wide, small_model.normalizer, training_range=small_model.training_range,
+                       meta={"name": "int8 test"})
+
+
+def test_int8_weights_round_square_hidden_matrices_by_row(small_model, mid_conditions, tmp_path):
+    model = _model_with_square_hidden_layers(small_model)
+    model.save(tmp_path / "f16.h5", weights_dtype="float16")
+    model.save(tmp_path / "i8.h5", weights_dtype="int8")
+    assert (tmp_path / "i8.h5").stat().st_size < (tmp_path / "f16.h5").stat().st_size
+    loaded = GalaxyModel.load(tmp_path / "i8.h5")
+    original, rounded = model.flow.state_dict(), loaded.flow.state_dict()
+    n_int8 = 0
+    for name, w in original.items():
+        r = rounded[name]
+        if w.ndim == 2 and w.shape[0] == w.shape[1] == 32:
+            n_int8 += 1
+            scale = w.abs().amax(dim=1, keepdim=True) / 127
+            assert torch.all((r - w).abs() <= scale / 2 * (1 + 1e-5))  # half a step at most
+            steps = r / scale
+            assert torch.allclose(steps, steps.round(), atol=1e-3)  # whole steps of the row
+            assert steps.abs().max() <= 127 + 1e-3
+        else:  # everything else as float16
+            assert torch.equal(r, w.to(torch.float16).to(torch.float32)), name
+    assert n_int8 == 2 * 4  # 2 layers x 4 networks (two data, two condition) x 1 square matrix
+    # the rounded model is a model like any other; writing it again as int8 changes nothing
+    loaded.save(tmp_path / "again.h5", weights_dtype="int8")
+    again = GalaxyModel.load(tmp_path / "again.h5").flow.state_dict()
+    assert all(torch.equal(again[k], rounded[k]) for k in rounded)
+    stars = model.sample(300, mid_conditions, seed=4)
+    assert np.all(np.isfinite(loaded.log_edf(stars, mid_conditions)))
+
+
+@pytest.mark.parametrize("damage", ["scale dropped", "scale on a float tensor"])
+def test_inconsistent_int8_weights_raise(small_model, tmp_path, damage):
+    path = tmp_path / "model.h5"
+    _model_with_square_hidden_layers(small_model).save(path, weights_dtype="int8")
+    with h5py.File(path, "a") as f:
+        tree = json.loads(f.attrs["tree"])
+        tensors = tree["flow"]["weights"]["tensors"]
+        if damage == "scale dropped":
+            entry = next(t for t in tensors if t[1] == "int8")
+            del entry[3]
+        else:
+            entry = next(t for t in tensors if t[1] == "float16")
+            entry.append("float32")
         f.attrs["tree"] = json.dumps(tree)
     with pytest.raises(FileFormatError, match="inconsistent model file"):
         GalaxyModel.load(path)

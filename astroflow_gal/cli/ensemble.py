@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="the mixture's model file")
     p.add_argument("--weights", type=float, nargs="+", metavar="W",
                    help="positive weights, one per model (default: equal)")
-    p.add_argument("--weights-dtype", choices=["float32", "float16"],
+    p.add_argument("--weights-dtype", choices=["float32", "float16", "int8"],
                    help="precision of the stored weights; float16 halves the file")
     p.set_defaults(func=run)
 
