@@ -786,10 +786,12 @@ class GalaxyModel:
         flows = {"flow": self.flow, **{f"marginal {k}": f for k, f in self.marginals.items()}}
         for label, net in flows.items():
             for name, value in net.state_dict().items():
+                if int8_rows and _is_int8_matrix(value):
+                    continue  # stored as 8-bit rows with a float32 scale
                 if dtype is not None and value.is_floating_point() and not (
                     torch.isfinite(value.to(dtype)).all()
                 ):
-                    raise ValueError(f"{label} weight {name} does not fit in {weights_dtype}")
+                    raise ValueError(f"{label} weight {name} does not fit in {dtype}")
         tree = {
             "package_version": __version__,
             "flow": {
