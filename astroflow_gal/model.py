@@ -83,6 +83,7 @@ def _batch_rows(batch_size: int | None) -> int:
 
 
 #: Precisions in which :meth:`GalaxyModel.save` may store the network weights.
+#: For ``"int8"`` this is the dtype of every weight not stored in 8-bit rows.
 _WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "int8": torch.float16}
 #: ``weights_dtype="int8"`` stores square weight matrices at least this wide in 8 bits.
 INT8_MIN_WIDTH = 32
@@ -791,7 +792,8 @@ class GalaxyModel:
                 if dtype is not None and value.is_floating_point() and not (
                     torch.isfinite(value.to(dtype)).all()
                 ):
-                    raise ValueError(f"{label} weight {name} does not fit in {dtype}")
+                    dtype_name = str(dtype).removeprefix("torch.")
+                    raise ValueError(f"{label} weight {name} does not fit in {dtype_name}")
         tree = {
             "package_version": __version__,
             "flow": {

@@ -1,10 +1,11 @@
-"""How much an 8-bit storage of the hidden-layer weights would cost in KL: a measurement only.
+"""How much 8-bit weights cost in KL: a measurement, before storing a model so.
 
-Rounds chosen weight matrices of every flow of a model file to 8 bits (one absmax scale per row:
-``w_q = round(w / s) * s`` with ``s = max |w_row| / 127``) and writes the rounded model (float32,
-so the file is not smaller; the point is the KL). Compare with the original by
-``python benchmarks/kl_unseen.py original.h5 rounded.h5``. The package does not store 8-bit
-weights; this tells whether it should.
+Rounds weight matrices of every flow of a model file to 8 bits with the rounding of
+``GalaxyModel.save(weights_dtype="int8")`` (one absmax scale per row: ``w_q = round(w / s) * s``
+with ``s = max |w_row| / 127``): by default the square hidden-layer matrices that it rounds, with
+``--all-matrices`` every weight matrix (which ``save`` does not offer: it costs KL). Writes the
+rounded model in float32, so the file is not smaller; compare with the original by
+``python benchmarks/kl_unseen.py original.h5 rounded.h5``.
 
     python benchmarks/int8_weights.py four.h5 four_int8.h5                  # 128 x 128 only
     python benchmarks/int8_weights.py four.h5 four_int8_all.h5 --all-matrices
@@ -17,13 +18,7 @@ import argparse
 import torch
 
 from astroflow_gal import GalaxyModel
-
-
-def round_rows_to_int8(weight: torch.Tensor) -> torch.Tensor:
-    """``weight`` (rows, ...) rounded to 255 levels per row, symmetric about 0 (dimensionless)."""
-    rows = weight.reshape(weight.shape[0], -1)
-    scale = rows.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(rows.dtype).tiny) / 127
-    return (torch.round(rows / scale) * scale).reshape(weight.shape)
+from astroflow_gal.model import _int8_rows, _is_int8_matrix
 
 
 def main() -> None:
@@ -40,9 +35,9 @@ def main() -> None:
         for flow in [model.flow, *model.marginals.values()]:
             for _, param in flow.named_parameters():
                 n_all += param.numel()
-                square_hidden = param.ndim == 2 and param.shape[0] == param.shape[1] > 16
-                if param.ndim >= 2 and (args.all_matrices or square_hidden):
-                    param.copy_(round_rows_to_int8(param))
+                if param.ndim == 2 and (args.all_matrices or _is_int8_matrix(param)):
+                    values, scale = _int8_rows(param)
+                    param.copy_(values.to(param.dtype) * scale[:, None])
                     n_rounded += param.numel()
     print(f"rounded {n_rounded:,} of {n_all:,} parameters ({n_rounded / n_all:.1%}) to 8 bits")
     model.save(args.output)

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=float, nargs="+", metavar="W",
                    help="positive weights, one per model (default: equal)")
     p.add_argument("--weights-dtype", choices=["float32", "float16", "int8"],
-                   help="precision of the stored weights; float16 halves the file")
+                   help="precision of the stored weights; float16 halves the file, int8 stores "
+                        "the square hidden-layer matrices in 8 bits (a paper-size flow: 4.1 MB)")
     p.set_defaults(func=run)
 
 
