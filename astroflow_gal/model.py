@@ -85,7 +85,9 @@ def _batch_rows(batch_size: int | None) -> int:
 #: Precisions in which :meth:`GalaxyModel.save` may store the network weights.
 #: For ``"int8"`` this is the dtype of every weight not stored in 8-bit rows.
 _WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "int8": torch.float16}
-#: ``weights_dtype="int8"`` stores square weight matrices at least this wide in 8 bits.
+#: ``weights_dtype="int8"`` stores weight matrices at least this large in both dimensions (the
+#: networks' hidden and output layers) in 8 bits; the narrow input layers and the 1 x 1
+#: convolutions' LU factors, which cost KL when rounded so, stay float16.
 INT8_MIN_WIDTH = 32
 
 _progress_log = logging.getLogger("astroflow_gal.sampling")
@@ -763,13 +765,14 @@ class GalaxyModel:
             weight is rounded to 11 significant bits (relative error <= 2**-11) and read back
             into the model's float32 networks, so the model in the file is the rounded one
             (measure it after :meth:`load`). Saving a loaded float16 model again as float16
-            changes nothing. ``"int8"`` stores the square hidden-layer matrices (at least
-            :data:`INT8_MIN_WIDTH` wide; 62 % of a paper-size flow's weights) as integers
-            -127..127 times one float32 scale per row (the row's largest absolute weight / 127,
-            so each weight moves by at most 1/254 of that) and every other weight as float16:
-            a paper-size flow takes 4.1 MB instead of 5.9. Measured on the shipped suite this
-            rounding changed no KL (``benchmarks/TRAINING.md``); measure your own model after
-            :meth:`load`. Saving a loaded int8 model again as int8 changes nothing.
+            changes nothing. ``"int8"`` stores the networks' hidden- and output-layer matrices
+            (at least :data:`INT8_MIN_WIDTH` in both dimensions; 97 % of a paper-size flow's
+            weights) as integers -127..127 times one float32 scale per row (the row's largest
+            absolute weight / 127, so each weight moves by at most 1/254 of that) and every
+            other weight as float16: a paper-size flow takes 3.0 MB instead of 5.9. Measured on
+            the shipped suite this rounding changed no KL (``benchmarks/TRAINING.md``); measure
+            your own model after :meth:`load`. Saving a loaded int8 model again as int8 changes
+            nothing.
 
         Raises
         ------
@@ -1117,8 +1120,8 @@ def _cpu_state(
 
 
 def _is_int8_matrix(value: torch.Tensor) -> bool:
-    """Whether ``weights_dtype="int8"`` stores this tensor in 8-bit rows (square hidden layers)."""
-    return value.ndim == 2 and value.shape[0] == value.shape[1] >= INT8_MIN_WIDTH
+    """Whether ``weights_dtype="int8"`` stores this tensor in 8-bit rows (hidden, output layers)."""
+    return value.ndim == 2 and min(value.shape) >= INT8_MIN_WIDTH
 
 
 def _int8_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1134,7 +1137,7 @@ def _pack_state(state: Mapping[str, torch.Tensor], int8_rows: bool = False) -> d
     """One flat array per dtype and a JSON list of ``[name, dtype, shape]`` in storage order.
 
     Thousands of small datasets cost about 400 bytes of HDF5 headers each; packed, a model file
-    is its weights' bytes plus a few kilobytes. With ``int8_rows``, the square hidden-layer
+    is its weights' bytes plus a few kilobytes. With ``int8_rows``, the hidden- and output-layer
     matrices are stored as ``[name, "int8", shape, "float32"]``: their int8 values, and one
     float32 scale per row in the float32 data.
     """

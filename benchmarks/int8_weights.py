@@ -2,13 +2,15 @@
 
 Rounds weight matrices of every flow of a model file to 8 bits with the rounding of
 ``GalaxyModel.save(weights_dtype="int8")`` (one absmax scale per row: ``w_q = round(w / s) * s``
-with ``s = max |w_row| / 127``): by default the square hidden-layer matrices that it rounds, with
-``--all-matrices`` every weight matrix (which ``save`` does not offer: it costs KL). Writes the
-rounded model in float32, so the file is not smaller; compare with the original by
+with ``s = max |w_row| / 127``). ``--matrices`` chooses which: ``save``'s own choice (default),
+``square`` (the hidden-layer matrices only), ``wide`` (every matrix at least
+``INT8_MIN_WIDTH`` in both dimensions: hidden and output layers), or ``all`` (also the input
+layers and the 10 x 10 LU factors of the 1 x 1 convolutions). Writes the rounded model in
+float32, so the file is not smaller; compare with the original by
 ``python benchmarks/kl_unseen.py original.h5 rounded.h5``.
 
-    python benchmarks/int8_weights.py four.h5 four_int8.h5                  # 128 x 128 only
-    python benchmarks/int8_weights.py four.h5 four_int8_all.h5 --all-matrices
+    python benchmarks/int8_weights.py four.h5 four_int8.h5                  # as save() does
+    python benchmarks/int8_weights.py four.h5 four_int8_all.h5 --matrices all
 """
 
 from __future__ import annotations
@@ -18,15 +20,23 @@ import argparse
 import torch
 
 from astroflow_gal import GalaxyModel
-from astroflow_gal.model import _int8_rows, _is_int8_matrix
+from astroflow_gal.model import INT8_MIN_WIDTH, _int8_rows, _is_int8_matrix
+
+#: which weight matrices each ``--matrices`` choice rounds
+SELECTIONS = {
+    "save": _is_int8_matrix,
+    "square": lambda w: w.shape[0] == w.shape[1] >= INT8_MIN_WIDTH,
+    "wide": lambda w: min(w.shape) >= INT8_MIN_WIDTH,
+    "all": lambda w: True,
+}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", help="model file to round")
     p.add_argument("output", help="where to write the rounded model")
-    p.add_argument("--all-matrices", action="store_true",
-                   help="round every weight matrix, not only the square hidden-layer ones")
+    p.add_argument("--matrices", choices=list(SELECTIONS), default="save",
+                   help="which weight matrices to round (default: those save() stores in 8 bits)")
     args = p.parse_args()
 
     model = GalaxyModel.load(args.model)
@@ -35,7 +45,7 @@ def main() -> None:
         for flow in [model.flow, *model.marginals.values()]:
             for _, param in flow.named_parameters():
                 n_all += param.numel()
-                if param.ndim == 2 and (args.all_matrices or _is_int8_matrix(param)):
+                if param.ndim == 2 and SELECTIONS[args.matrices](param):
                     values, scale = _int8_rows(param)
                     param.copy_(values.to(param.dtype) * scale[:, None])
                     n_rounded += param.numel()

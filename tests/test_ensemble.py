@@ -277,7 +277,7 @@ def test_bad_weights_dtype_and_overflow_raise(small_model, tmp_path):
     huge = GalaxyModel(perturbed_flow(10, 4), small_model.normalizer)
     with torch.no_grad():
         next(huge.flow.parameters()).fill_(1e6)
-    for weights_dtype in ("float16", "int8"):  # int8 keeps the non-square weights in float16
+    for weights_dtype in ("float16", "int8"):  # int8 keeps the narrow weights in float16
         with pytest.raises(ValueError, match="does not fit in float16"):
             huge.save(tmp_path / "huge.h5", weights_dtype=weights_dtype)
     assert not (tmp_path / "huge.h5").exists()

@@ -349,15 +349,15 @@ def test_inconsistent_packed_weights_raise(small_model, tmp_path, damage):
         GalaxyModel.load(path)
 
 
-def _model_with_square_hidden_layers(small_model: GalaxyModel) -> GalaxyModel:
-    """A model whose networks have 32 x 32 hidden matrices (stored in 8 bits by int8)."""
+def _model_with_wide_layers(small_model: GalaxyModel) -> GalaxyModel:
+    """A model whose networks have 32 x 32 hidden and 85 x 32 output matrices (8 bits by int8)."""
     wide = ConditionalSplineFlow(10, 4, n_layers=2, bins=6, hidden=32, hidden_layers=2, seed=3)
     return GalaxyModel(wide, small_model.normalizer, training_range=small_model.training_range,
                        meta={"name": "int8 test"})
 
 
-def test_int8_weights_round_square_hidden_matrices_by_row(small_model, mid_conditions, tmp_path):
-    model = _model_with_square_hidden_layers(small_model)
+def test_int8_weights_round_hidden_and_output_layers_by_row(small_model, mid_conditions, tmp_path):
+    model = _model_with_wide_layers(small_model)
     model.save(tmp_path / "f16.h5", weights_dtype="float16")
     model.save(tmp_path / "i8.h5", weights_dtype="int8")
     assert (tmp_path / "i8.h5").stat().st_size < (tmp_path / "f16.h5").stat().st_size
@@ -366,16 +366,17 @@ def test_int8_weights_round_square_hidden_matrices_by_row(small_model, mid_condi
     n_int8 = 0
     for name, w in original.items():
         r = rounded[name]
-        if w.ndim == 2 and w.shape[0] == w.shape[1] == 32:
+        if w.ndim == 2 and min(w.shape) >= 32:
             n_int8 += 1
             scale = w.abs().amax(dim=1, keepdim=True) / 127
             assert torch.all((r - w).abs() <= scale / 2 * (1 + 1e-5))  # half a step at most
             steps = r / scale
             assert torch.allclose(steps, steps.round(), atol=1e-3)  # whole steps of the row
             assert steps.abs().max() <= 127 + 1e-3
-        else:  # everything else as float16
+        else:  # everything else (input layers, LU factors, biases) as float16
             assert torch.equal(r, w.to(torch.float16).to(torch.float32)), name
-    assert n_int8 == 2 * 4  # 2 layers x 4 networks (two data, two condition) x 1 square matrix
+    # 2 layers x 4 networks (two data, two condition) x (one hidden + one output matrix)
+    assert n_int8 == 2 * 4 * 2
     # the rounded model is a model like any other; writing it again as int8 changes nothing
     loaded.save(tmp_path / "again.h5", weights_dtype="int8")
     again = GalaxyModel.load(tmp_path / "again.h5").flow.state_dict()
@@ -387,7 +388,7 @@ def test_int8_weights_round_square_hidden_matrices_by_row(small_model, mid_condi
 @pytest.mark.parametrize("damage", ["scale dropped", "scale on a float tensor"])
 def test_inconsistent_int8_weights_raise(small_model, tmp_path, damage):
     path = tmp_path / "model.h5"
-    _model_with_square_hidden_layers(small_model).save(path, weights_dtype="int8")
+    _model_with_wide_layers(small_model).save(path, weights_dtype="int8")
     with h5py.File(path, "a") as f:
         tree = json.loads(f.attrs["tree"])
         tensors = tree["flow"]["weights"]["tensors"]

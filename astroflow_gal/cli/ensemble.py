@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="positive weights, one per model (default: equal)")
     p.add_argument("--weights-dtype", choices=["float32", "float16", "int8"],
                    help="precision of the stored weights; float16 halves the file, int8 stores "
-                        "the square hidden-layer matrices in 8 bits (a paper-size flow: 4.1 MB)")
+                        "the hidden and output layers in 8 bits (a paper-size flow: 3.0 MB)")
     p.set_defaults(func=run)
 
 
