@@ -25,10 +25,10 @@ def test_pretrained_loads_and_records_its_suite():
     assert not set(tc.ids) & set(model.meta["holdout"])
 
 
-def test_pretrained_is_a_mixture_of_four_flows_in_a_small_file(shipped_model_file):
+def test_pretrained_is_a_mixture_of_six_flows_in_a_small_file(shipped_model_file):
     model = GalaxyModel.pretrained()
-    assert model.n_members == 4 and model.flow.weights == pytest.approx([1 / 4] * 4)
-    assert {"edf_member_1", "edf_member_2", "edf_member_3"} <= set(model.meta["stages"])
+    assert model.n_members == 6 and model.flow.weights == pytest.approx([1 / 6] * 6)
+    assert {f"edf_member_{k}" for k in range(1, 6)} <= set(model.meta["stages"])
     assert model.meta["ensemble"]["weights_dtype"] == "int8"
     assert shipped_model_file.stat().st_size < 20e6  # what the package may carry
     assert model.dtype == torch.float32  # weights stored as int8 and float16, computed in float32
