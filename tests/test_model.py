@@ -385,6 +385,23 @@ def test_int8_weights_round_hidden_and_output_layers_by_row(small_model, mid_con
     assert np.all(np.isfinite(loaded.log_edf(stars, mid_conditions)))
 
 
+def test_int8_files_of_the_square_only_rule_still_load(small_model, tmp_path, monkeypatch):
+    """Files written when only square hidden matrices went to 8 bits load as they were."""
+    import astroflow_gal.model as model_module
+
+    model = _model_with_wide_layers(small_model)
+    square_only = lambda w: w.ndim == 2 and w.shape[0] == w.shape[1] >= 32  # noqa: E731
+    monkeypatch.setattr(model_module, "_is_int8_matrix", square_only)
+    model.save(tmp_path / "old.h5", weights_dtype="int8")
+    monkeypatch.undo()
+    loaded = GalaxyModel.load(tmp_path / "old.h5").flow.state_dict()
+    for name, w in model.flow.state_dict().items():
+        if square_only(w):
+            assert not torch.equal(loaded[name], w.to(torch.float16).to(torch.float32)), name
+        else:  # the output layers stayed float16 in such files
+            assert torch.equal(loaded[name], w.to(torch.float16).to(torch.float32)), name
+
+
 @pytest.mark.parametrize("damage", ["scale dropped", "scale on a float tensor"])
 def test_inconsistent_int8_weights_raise(small_model, tmp_path, damage):
     path = tmp_path / "model.h5"
