@@ -2,10 +2,10 @@
 
 Rounds weight matrices of every flow of a model file to 8 bits with the rounding of
 ``GalaxyModel.save(weights_dtype="int8")`` (one absmax scale per row: ``w_q = round(w / s) * s``
-with ``s = max |w_row| / 127``). ``--matrices`` chooses which: ``save``'s own choice (default),
-``square`` (the hidden-layer matrices only), ``wide`` (every matrix at least
-``INT8_MIN_WIDTH`` in both dimensions: hidden and output layers), or ``all`` (also the input
-layers and the 10 x 10 LU factors of the 1 x 1 convolutions). Writes the rounded model in
+with ``s = max |w_row| / 127``). ``--matrices`` chooses which: ``wide`` (default; those ``save``
+rounds: every matrix at least ``INT8_MIN_WIDTH`` in both dimensions, the hidden and output
+layers), ``square`` (the hidden-layer matrices only), or ``all`` (also the input layers and the
+10 x 10 LU factors of the 1 x 1 convolutions). Writes the rounded model in
 float32, so the file is not smaller; compare with the original by
 ``python benchmarks/kl_unseen.py original.h5 rounded.h5``.
 
@@ -24,9 +24,8 @@ from astroflow_gal.model import INT8_MIN_WIDTH, _int8_rows, _is_int8_matrix
 
 #: which weight matrices each ``--matrices`` choice rounds
 SELECTIONS = {
-    "save": _is_int8_matrix,
+    "wide": _is_int8_matrix,
     "square": lambda w: w.shape[0] == w.shape[1] >= INT8_MIN_WIDTH,
-    "wide": lambda w: min(w.shape) >= INT8_MIN_WIDTH,
     "all": lambda w: True,
 }
 
@@ -35,7 +34,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", help="model file to round")
     p.add_argument("output", help="where to write the rounded model")
-    p.add_argument("--matrices", choices=list(SELECTIONS), default="save",
+    p.add_argument("--matrices", choices=list(SELECTIONS), default="wide",
                    help="which weight matrices to round (default: those save() stores in 8 bits)")
     args = p.parse_args()
 
