@@ -7,9 +7,11 @@ with respect to the input and to the ``3 K - 1`` raw parameters of the element. 
 those of :func:`astroflow_gal.flow.spline._spline_core` and ``_ForwardSpline.backward``; the
 inverse's backward differentiates the inverse implicitly (``dxi/dy = 1 / (dy/dxi)``).
 
-Forward and inverse run on tiles of 16 elements with every loop across the tile, so that the
-compiler vectorises them (an AVX2 clone is chosen at load time where the CPU has it); the
-backward runs element by element. The body is written once over a type ``real`` and included
+Forward, inverse and both backwards run on tiles of 16 elements with every loop across the
+tile, so that the compiler vectorises them (an AVX2 clone is chosen at load time where the CPU
+has it); the element-by-element loop does the last partial tile and tiles whose exponentials
+need the shifted softmax, with the same operations in the same order (the same results, bit for
+bit). The body is written once over a type ``real`` and included
 twice (``float`` and ``double``).
 Work is split over ``nthreads`` POSIX threads started and joined inside each call: no thread,
 pool or runtime outlives a call.
@@ -289,8 +291,183 @@ ATTR_CLONES static void NAME(range_tiled)(const NAME(args) *a, long begin, long 
   if (e0 < end) NAME(range)(a, e0, end);
 }
 
+/* Backward on tiles of TILE elements, as NAME(range_tiled): the knots, the bin, the partial
+   derivatives and the gradients of the 2 K knot parameters are computed with every loop across
+   the tile; the same operations in the same order as NAME(range), so that the results are the
+   same bit for bit. Tiles whose sums leave the range of the unshifted exponentials, and the last
+   partial tile, go element by element through NAME(range). */
+ATTR_CLONES static void NAME(range_tiled_backward)(const NAME(args) *a, long begin, long end) {
+  const int K = a->K, P = 3 * K - 1, inv = a->inverse;
+  const real B = a->B;
+  const real floor_ = (real)FLOOR;
+  real ex[2 * K][TILE], rt[2 * K][TILE], gt[2 * K][TILE];
+  real v[TILE], vc[TILE], cum[TILE], scale[TILE], total[2][TILE];
+  real x_lo[TILE], x_hi[TILE], y_lo[TILE], y_hi[TILE], d_lo[TILE], d_hi[TILE];
+  real g_in[TILE], g_lo[2][TILE], g_hi[2][TILE], g_dlo[TILE], g_dhi[TILE];
+  real inv_total[TILE], dot[TILE];
+  int idx[TILE];
+  long e0 = begin;
+  for (; e0 + TILE <= end; e0 += TILE) {
+    const real *t0 = a->theta + e0 * P;
+    for (int i = 0; i < 2 * K; ++i)
+      for (int l = 0; l < TILE; ++l) ex[i][l] = t0[l * P + i];
+    for (int i = 0; i < 2 * K; ++i)
+      for (int l = 0; l < TILE; ++l) ex[i][l] = VEXP(ex[i][l]);
+    int bad = 0;
+    for (int r = 0; r < 2; ++r) {
+      for (int l = 0; l < TILE; ++l) cum[l] = 0;
+      for (int i = 0; i < K; ++i)
+        for (int l = 0; l < TILE; ++l) {
+          cum[l] += ex[r * K + i][l];
+          rt[r * K + i][l] = cum[l];
+        }
+      for (int l = 0; l < TILE; ++l) {
+        bad |= !(cum[l] > (real)1e-25 && cum[l] < (real)1e35);
+        scale[l] = ((real)2 * B) / cum[l];
+        total[r][l] = cum[l];
+      }
+      for (int i = 0; i < K; ++i)
+        for (int l = 0; l < TILE; ++l) rt[r * K + i][l] = rt[r * K + i][l] * scale[l] - B;
+    }
+    if (bad) {
+      NAME(range)(a, e0, e0 + TILE);
+      continue;
+    }
+    for (int l = 0; l < TILE; ++l) {
+      v[l] = a->x[e0 + l];
+      const real lo = v[l] < -B ? -B : v[l];
+      vc[l] = lo > B ? B : lo;
+      idx[l] = 0;
+    }
+    const int off = inv ? K : 0;
+    for (int i = 0; i < K - 1; ++i)
+      for (int l = 0; l < TILE; ++l) idx[l] += rt[off + i][l] <= vc[l];
+    for (int l = 0; l < TILE; ++l) {
+      x_lo[l] = -B; y_lo[l] = -B; x_hi[l] = B; y_hi[l] = B;
+    }
+    for (int i = 0; i < K - 1; ++i)
+      for (int l = 0; l < TILE; ++l) {
+        if (idx[l] - 1 == i) { x_lo[l] = rt[i][l]; y_lo[l] = rt[K + i][l]; }
+        if (idx[l] == i) { x_hi[l] = rt[i][l]; y_hi[l] = rt[K + i][l]; }
+      }
+    for (int l = 0; l < TILE; ++l) {
+      const real *rd = a->theta + (e0 + l) * P + 2 * K;
+      d_lo[l] = idx[l] > 0 ? NAME(softplus)(rd[idx[l] - 1]) : (real)1;
+      d_hi[l] = idx[l] < K - 1 ? NAME(softplus)(rd[idx[l]]) : (real)1;
+    }
+    for (int l = 0; l < TILE; ++l) {
+      const int lo_free = idx[l] > 0, hi_free = idx[l] < K - 1;
+      real w = x_hi[l] - x_lo[l], h = y_hi[l] - y_lo[l];
+      w = w > floor_ ? w : floor_;
+      h = h > floor_ ? h : floor_;
+      const real dl = d_lo[l], dh = d_hi[l];
+      const real s = h / w;
+      const real curv = dh + dl - (real)2 * s;
+      real xi;
+      if (inv) {
+        const real dy = vc[l] - y_lo[l];
+        const real qa = h * (s - dl) + dy * curv;
+        const real qb = h * dl - dy * curv;
+        const real qc = -s * dy;
+        real disc = qb * qb - (real)4 * qa * qc;
+        disc = disc > (real)TINY ? disc : (real)TINY;
+        xi = ((real)2 * qc) / (-qb - SQRT(disc));
+      } else {
+        xi = (vc[l] - x_lo[l]) / w;
+      }
+      xi = xi < (real)0 ? (real)0 : (xi > (real)1 ? (real)1 : xi);
+      const real one_m = (real)1 - xi;
+      const real tt = xi * one_m;
+      const real den = s + curv * tt;
+      const real inv_den = (real)1 / den;
+      const real m = dh * xi * xi + (real)2 * s * tt + dl * one_m * one_m;
+      const real inv_m = (real)1 / m;
+      const real ratio = (s * xi * xi + dl * tt) * inv_den;
+      const real two_t = (real)1 - (real)2 * tt;
+      const real dden_dxi = curv * ((real)1 - (real)2 * xi);
+      const real hd = h * inv_den;
+      const real hr_s = hd * (xi * xi - ratio * two_t);
+      const real hr_xi = hd * ((real)2 * s * xi + dl * ((real)1 - (real)2 * xi) - ratio * dden_dxi);
+      const real hr_dlo = hd * tt * ((real)1 - ratio);
+      const real hr_dhi = -hd * ratio * tt;
+      const real l_s = (real)2 / s + (real)2 * tt * inv_m - (real)2 * two_t * inv_den;
+      const real l_xi = (real)2 * (dh * xi + s * ((real)1 - (real)2 * xi) - dl * one_m) * inv_m
+                        - (real)2 * dden_dxi * inv_den;
+      const real l_dlo = one_m * one_m * inv_m - (real)2 * tt * inv_den;
+      const real l_dhi = xi * xi * inv_m - (real)2 * tt * inv_den;
+      const real gy = a->gy ? a->gy[e0 + l] : (real)0;
+      const real gl = a->gl ? a->gl[e0 + l] : (real)0;
+      real gin, g_s, gdl, gdh, g_h, g_w, g_xlo, g_ylo;
+      if (!inv) {
+        const real g_xi = gy * hr_xi + gl * l_xi;
+        g_s = gy * hr_s + gl * l_s;
+        gdl = gy * hr_dlo + gl * l_dlo;
+        gdh = gy * hr_dhi + gl * l_dhi;
+        gin = g_xi / w;
+        g_w = -(g_s * s + g_xi * xi) / w;
+        g_h = gy * ratio + g_s / w;
+        g_xlo = -gin;
+        g_ylo = gy;
+      } else {
+        const real g_xi = gy * w - gl * l_xi;
+        gin = g_xi / hr_xi;
+        const real gyp = -gin, glp = -gl;
+        g_s = gyp * hr_s + glp * l_s;
+        gdl = gyp * hr_dlo + glp * l_dlo;
+        gdh = gyp * hr_dhi + glp * l_dhi;
+        g_h = gyp * ratio + g_s / w;
+        g_w = -g_s * s / w + gy * xi;
+        g_xlo = gy;
+        g_ylo = gyp;
+      }
+      g_in[l] = gin;
+      g_dlo[l] = gdl;
+      g_dhi[l] = gdh;
+      g_lo[0][l] = lo_free ? g_xlo - g_w : (real)0;
+      g_lo[1][l] = lo_free ? g_ylo - g_h : (real)0;
+      g_hi[0][l] = hi_free ? g_w : (real)0;
+      g_hi[1][l] = hi_free ? g_h : (real)0;
+    }
+    for (int r = 0; r < 2; ++r) {
+      for (int l = 0; l < TILE; ++l) {
+        inv_total[l] = (real)1 / total[r][l];
+        dot[l] = 0;
+      }
+      for (int i = 0; i < K; ++i)
+        for (int l = 0; l < TILE; ++l) {
+          real acc = 0;
+          if (i <= idx[l] - 1) acc += g_lo[r][l];
+          if (i <= idx[l]) acc += g_hi[r][l];
+          gt[r * K + i][l] = (real)2 * B * acc;
+          dot[l] += gt[r * K + i][l] * ex[r * K + i][l] * inv_total[l];
+        }
+      for (int i = 0; i < K; ++i)
+        for (int l = 0; l < TILE; ++l)
+          gt[r * K + i][l] = ex[r * K + i][l] * inv_total[l] * (gt[r * K + i][l] - dot[l]);
+    }
+    for (int l = 0; l < TILE; ++l) {
+      const long e = e0 + l;
+      const int inside = v[l] >= -B && v[l] <= B;
+      real *g = a->gt + e * P;
+      if (!inside) {
+        a->gx[e] = a->gy ? a->gy[e] : (real)0;
+        memset(g, 0, sizeof(real) * P);
+        continue;
+      }
+      a->gx[e] = g_in[l];
+      for (int i = 0; i < 2 * K; ++i) g[i] = gt[i][l];
+      real *gd = g + 2 * K;
+      const real *rd = a->theta + e * P + 2 * K;
+      for (int i = 0; i < K - 1; ++i) gd[i] = 0;
+      if (idx[l] > 0) gd[idx[l] - 1] += g_dlo[l] * NAME(sigmoid)(rd[idx[l] - 1]);
+      if (idx[l] < K - 1) gd[idx[l]] += g_dhi[l] * NAME(sigmoid)(rd[idx[l]]);
+    }
+  }
+  if (e0 < end) NAME(range)(a, e0, end);
+}
+
 static void NAME(range_any)(const NAME(args) *a, long begin, long end) {
-  if (a->backward) NAME(range)(a, begin, end);
+  if (a->backward) NAME(range_tiled_backward)(a, begin, end);
   else NAME(range_tiled)(a, begin, end);
 }
 
