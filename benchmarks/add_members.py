@@ -12,6 +12,9 @@ docs/model_card.md)::
 
     python benchmarks/add_members.py astroflow_gal/pretrained/default.h5 runs/edf_seed1 \\
         --weights-dtype float16 -o astroflow_gal/pretrained/default.h5
+
+``--replace K RUN`` puts the best model of RUN in place of member K instead (RUN continued that
+member, ``train_lever.py --init``); the member's earlier record is kept inside the new one.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ def _check_same_suite(run_args: dict, base: GalaxyModel, folder: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("base", type=Path, help="model file whose eDF becomes the first member")
-    p.add_argument("runs", type=Path, nargs="+", help="eDF run folders of train_lever.py")
+    p.add_argument("runs", type=Path, nargs="*", help="eDF run folders of train_lever.py")
+    p.add_argument("--replace", nargs=2, action="append", default=[], metavar=("K", "RUN"),
+                   help="replace member K by the best model of RUN (a run continued from it)")
     p.add_argument("--weights-dtype", choices=["float32", "float16", "int8"], default=None,
                    help="precision of the stored weights (default: as the networks hold them)")
     p.add_argument("-o", "--output", type=Path, required=True)
@@ -45,14 +50,33 @@ def main() -> None:
     base = GalaxyModel.load(args.base)
     members = base.members()
     stages = dict(base.meta.get("stages") or {})
-    for k, folder in enumerate(args.runs, start=len(members)):
+    if not args.runs and not args.replace:
+        raise SystemExit("nothing to do: give RUN folders to add or --replace K RUN")
+
+    def member_of(folder: Path) -> tuple[GalaxyModel, dict, dict]:
         run_model, run_args, best = _run(folder)
         _check_same_suite(run_args, base, folder)
-        members.append(GalaxyModel(
+        member = GalaxyModel(
             run_model.flow, run_model.normalizer, training_range=base.training_range,
             training_conditions=base.training_conditions, meta=run_model.meta,
             history=run_model.history,
-        ))
+        )
+        return member, run_args, best
+
+    for text_k, text_folder in args.replace:
+        k, folder = int(text_k), Path(text_folder)
+        if not 0 <= k < len(members):
+            raise SystemExit(f"--replace {k}: the base model has members 0 to {len(members) - 1}")
+        members[k], run_args, best = member_of(folder)
+        key = "edf" if k == 0 else f"edf_member_{k}"
+        stages[key] = {
+            **_record(f"mixture member {k} continued (--init) with the options below",
+                      run_args, best),
+            "continued_from": stages.get(key),
+        }
+    for k, folder in enumerate(args.runs, start=len(members)):
+        member, run_args, best = member_of(folder)
+        members.append(member)
         stages[f"edf_member_{k}"] = _record(
             f"eDF flow from scratch (seed {run_args['seed']}), mixture member {k}", run_args, best)
     name = re.sub(r"(, mixture of \d+ eDF flows)?\)$", f", mixture of {len(members)} eDF flows)",

@@ -53,7 +53,8 @@ __all__ = [
 ENV_SWITCH = "ASTROFLOW_GAL_FUSED_SPLINE"
 
 _FLAGS = [
-    "-O3", "-fPIC", "-shared", "-pthread", "-ffp-contract=off", "-fno-trapping-math", "-std=gnu99"
+    "-O3", "-fPIC", "-shared", "-pthread", "-ffp-contract=off", "-fno-trapping-math",
+    "-fno-math-errno", "-std=gnu99",
 ]
 _LOCK = threading.Lock()
 _STATE: dict = {}
