@@ -195,177 +195,163 @@ ATTR_CLONES static void NAME(range)(const NAME(args) *a, long begin, long end) {
   }
 }
 
-/* Forward or inverse (no backward) on tiles of TILE elements, every loop running across the
-   elements of a tile so that it vectorises; the same operations in the same order as
-   NAME(range). A tile whose sums leave the range of the unshifted exponentials, and the last
-   partial tile, go element by element through NAME(range). */
+/* One tile of TILE elements from e0, every loop running across the elements so that it
+   vectorises, with the same operations in the same order as NAME(knots) and NAME(range):
+   ex[i][l] = exp(raw_i) (unshifted), rt[i][l] the right-hand knots (rows 0..K-1 of x, K..2K-1
+   of y), total[r][l] the sums of the exponentials. Returns nonzero if a sum left the range of
+   the unshifted exponentials: the caller then runs the tile element by element. */
+static inline int NAME(tile_knots)(const NAME(args) *a, long e0, real (*ex)[TILE],
+                                   real (*rt)[TILE], real (*total)[TILE]) {
+  const int K = a->K, P = 3 * K - 1;
+  const real B = a->B;
+  const real *t0 = a->theta + e0 * P;
+  real cum[TILE], scale[TILE];
+  for (int i = 0; i < 2 * K; ++i)
+    for (int l = 0; l < TILE; ++l) ex[i][l] = t0[l * P + i];
+  for (int i = 0; i < 2 * K; ++i)
+    for (int l = 0; l < TILE; ++l) ex[i][l] = VEXP(ex[i][l]);
+  int bad = 0;
+  for (int r = 0; r < 2; ++r) {
+    for (int l = 0; l < TILE; ++l) cum[l] = 0;
+    for (int i = 0; i < K; ++i)
+      for (int l = 0; l < TILE; ++l) {
+        cum[l] += ex[r * K + i][l];
+        rt[r * K + i][l] = cum[l];
+      }
+    for (int l = 0; l < TILE; ++l) {
+      bad |= !(cum[l] > (real)1e-25 && cum[l] < (real)1e35);
+      scale[l] = ((real)2 * B) / cum[l];
+      total[r][l] = cum[l];
+    }
+    for (int i = 0; i < K; ++i)
+      for (int l = 0; l < TILE; ++l) rt[r * K + i][l] = rt[r * K + i][l] * scale[l] - B;
+  }
+  return bad;
+}
+
+/* The bin of every element of the tile (after NAME(tile_knots)): its input v and the input
+   clamped to [-B, B], the bin index, the bin's knots, the raw derivatives at its ends (r_lo,
+   r_hi; 0 at the boundary) and the derivatives themselves (1 at the boundary). */
+typedef struct {
+  real v[TILE], vc[TILE], x_lo[TILE], x_hi[TILE], y_lo[TILE], y_hi[TILE];
+  real r_lo[TILE], r_hi[TILE], d_lo[TILE], d_hi[TILE];
+  int idx[TILE];
+} NAME(tile);
+
+static inline void NAME(tile_bins)(const NAME(args) *a, long e0, real (*rt)[TILE],
+                                   NAME(tile) *b) {
+  const int K = a->K, P = 3 * K - 1;
+  const real B = a->B;
+  for (int l = 0; l < TILE; ++l) {
+    b->v[l] = a->x[e0 + l];
+    const real lo = b->v[l] < -B ? -B : b->v[l];
+    b->vc[l] = lo > B ? B : lo;
+    b->idx[l] = 0;
+  }
+  const int off = a->inverse ? K : 0;
+  for (int i = 0; i < K - 1; ++i)
+    for (int l = 0; l < TILE; ++l) b->idx[l] += rt[off + i][l] <= b->vc[l];
+  for (int l = 0; l < TILE; ++l) {
+    b->x_lo[l] = -B; b->y_lo[l] = -B; b->x_hi[l] = B; b->y_hi[l] = B;
+  }
+  for (int i = 0; i < K - 1; ++i)
+    for (int l = 0; l < TILE; ++l) {
+      if (b->idx[l] - 1 == i) { b->x_lo[l] = rt[i][l]; b->y_lo[l] = rt[K + i][l]; }
+      if (b->idx[l] == i) { b->x_hi[l] = rt[i][l]; b->y_hi[l] = rt[K + i][l]; }
+    }
+  for (int l = 0; l < TILE; ++l) {
+    const real *rd = a->theta + (e0 + l) * P + 2 * K;
+    b->r_lo[l] = b->idx[l] > 0 ? rd[b->idx[l] - 1] : (real)0;
+    b->r_hi[l] = b->idx[l] < K - 1 ? rd[b->idx[l]] : (real)0;
+  }
+  for (int l = 0; l < TILE; ++l) {
+    b->d_lo[l] = b->idx[l] > 0 ? NAME(softplus)(b->r_lo[l]) : (real)1;
+    b->d_hi[l] = b->idx[l] < K - 1 ? NAME(softplus)(b->r_hi[l]) : (real)1;
+  }
+}
+
+/* Forward or inverse (no backward) on tiles; the last partial tile, and tiles that need the
+   shifted softmax, go element by element through NAME(range). */
 ATTR_CLONES static void NAME(range_tiled)(const NAME(args) *a, long begin, long end) {
-  const int K = a->K, P = 3 * K - 1, inv = a->inverse;
+  const int K = a->K, inv = a->inverse;
   const real B = a->B;
   const real floor_ = (real)FLOOR;
-  real rt[2 * K][TILE];
-  real v[TILE], vc[TILE], cum[TILE], scale[TILE];
-  real x_lo[TILE], x_hi[TILE], y_lo[TILE], y_hi[TILE], d_lo[TILE], d_hi[TILE];
-  int idx[TILE];
+  real ex[2 * K][TILE], rt[2 * K][TILE], total[2][TILE];
+  NAME(tile) b;
   long e0 = begin;
   for (; e0 + TILE <= end; e0 += TILE) {
-    const real *t0 = a->theta + e0 * P;
-    for (int i = 0; i < 2 * K; ++i)
-      for (int l = 0; l < TILE; ++l) rt[i][l] = t0[l * P + i];
-    for (int i = 0; i < 2 * K; ++i)
-      for (int l = 0; l < TILE; ++l) rt[i][l] = VEXP(rt[i][l]);
-    int bad = 0;
-    for (int r = 0; r < 2; ++r) {
-      for (int l = 0; l < TILE; ++l) cum[l] = 0;
-      for (int i = 0; i < K; ++i)
-        for (int l = 0; l < TILE; ++l) {
-          cum[l] += rt[r * K + i][l];
-          rt[r * K + i][l] = cum[l];
-        }
-      for (int l = 0; l < TILE; ++l) {
-        bad |= !(cum[l] > (real)1e-25 && cum[l] < (real)1e35);
-        scale[l] = ((real)2 * B) / cum[l];
-      }
-      for (int i = 0; i < K; ++i)
-        for (int l = 0; l < TILE; ++l) rt[r * K + i][l] = rt[r * K + i][l] * scale[l] - B;
-    }
-    if (bad) {
+    if (NAME(tile_knots)(a, e0, ex, rt, total)) {
       NAME(range)(a, e0, e0 + TILE);
       continue;
     }
-    for (int l = 0; l < TILE; ++l) {
-      v[l] = a->x[e0 + l];
-      const real lo = v[l] < -B ? -B : v[l];
-      vc[l] = lo > B ? B : lo;
-      idx[l] = 0;
-    }
-    const int off = inv ? K : 0;
-    for (int i = 0; i < K - 1; ++i)
-      for (int l = 0; l < TILE; ++l) idx[l] += rt[off + i][l] <= vc[l];
-    for (int l = 0; l < TILE; ++l) {
-      x_lo[l] = -B; y_lo[l] = -B; x_hi[l] = B; y_hi[l] = B;
-    }
-    for (int i = 0; i < K - 1; ++i)
-      for (int l = 0; l < TILE; ++l) {
-        if (idx[l] - 1 == i) { x_lo[l] = rt[i][l]; y_lo[l] = rt[K + i][l]; }
-        if (idx[l] == i) { x_hi[l] = rt[i][l]; y_hi[l] = rt[K + i][l]; }
-      }
-    for (int l = 0; l < TILE; ++l) {
-      const real *rd = a->theta + (e0 + l) * P + 2 * K;
-      d_lo[l] = idx[l] > 0 ? NAME(softplus)(rd[idx[l] - 1]) : (real)1;
-      d_hi[l] = idx[l] < K - 1 ? NAME(softplus)(rd[idx[l]]) : (real)1;
-    }
+    NAME(tile_bins)(a, e0, rt, &b);
     real num[TILE], den[TILE], out[TILE];
     for (int l = 0; l < TILE; ++l) {
-      real w = x_hi[l] - x_lo[l], h = y_hi[l] - y_lo[l];
+      const real x_lo = b.x_lo[l], y_lo = b.y_lo[l], d_lo = b.d_lo[l], d_hi = b.d_hi[l];
+      real w = b.x_hi[l] - x_lo, h = b.y_hi[l] - y_lo;
       w = w > floor_ ? w : floor_;
       h = h > floor_ ? h : floor_;
       const real s = h / w;
-      const real curv = d_hi[l] + d_lo[l] - (real)2 * s;
+      const real curv = d_hi + d_lo - (real)2 * s;
       real xi;
       if (inv) {
-        const real dy = vc[l] - y_lo[l];
-        const real qa = h * (s - d_lo[l]) + dy * curv;
-        const real qb = h * d_lo[l] - dy * curv;
+        const real dy = b.vc[l] - y_lo;
+        const real qa = h * (s - d_lo) + dy * curv;
+        const real qb = h * d_lo - dy * curv;
         const real qc = -s * dy;
         real disc = qb * qb - (real)4 * qa * qc;
         disc = disc > (real)TINY ? disc : (real)TINY;
         xi = ((real)2 * qc) / (-qb - SQRT(disc));
       } else {
-        xi = (vc[l] - x_lo[l]) / w;
+        xi = (b.vc[l] - x_lo) / w;
       }
       xi = xi < (real)0 ? (real)0 : (xi > (real)1 ? (real)1 : xi);
       const real one_m = (real)1 - xi;
       const real tt = xi * one_m;
       den[l] = s + curv * tt;
-      num[l] = (s * s) * (d_hi[l] * xi * xi + (real)2 * s * tt + d_lo[l] * one_m * one_m);
-      out[l] = inv ? x_lo[l] + xi * w : y_lo[l] + h * (s * xi * xi + d_lo[l] * tt) / den[l];
+      num[l] = (s * s) * (d_hi * xi * xi + (real)2 * s * tt + d_lo * one_m * one_m);
+      out[l] = inv ? x_lo + xi * w : y_lo + h * (s * xi * xi + d_lo * tt) / den[l];
     }
     for (int l = 0; l < TILE; ++l) {
-      const int inside = v[l] >= -B && v[l] <= B;
+      const real v = b.v[l];
+      const int inside = v >= -B && v <= B;
       const real logd = LOG(num[l] / (den[l] * den[l]));
-      a->y[e0 + l] = inside ? out[l] : v[l];
+      a->y[e0 + l] = inside ? out[l] : v;
       a->ld[e0 + l] = inside ? (inv ? -logd : logd) : (real)0;
     }
   }
   if (e0 < end) NAME(range)(a, e0, end);
 }
 
-/* Backward on tiles of TILE elements, as NAME(range_tiled): the knots, the bin, the partial
-   derivatives and the gradients of the 2 K knot parameters are computed with every loop across
-   the tile; the same operations in the same order as NAME(range), so that the results are the
-   same bit for bit. Tiles whose sums leave the range of the unshifted exponentials, and the last
-   partial tile, go element by element through NAME(range). */
+/* Backward on tiles, as NAME(range_tiled): the partial derivatives and the gradients of the
+   2 K knot parameters with every loop across the tile, the same operations in the same order
+   as NAME(range), so that the results are the same bit for bit. */
 ATTR_CLONES static void NAME(range_tiled_backward)(const NAME(args) *a, long begin, long end) {
   const int K = a->K, P = 3 * K - 1, inv = a->inverse;
   const real B = a->B;
   const real floor_ = (real)FLOOR;
-  real ex[2 * K][TILE], rt[2 * K][TILE], gt[2 * K][TILE];
-  real v[TILE], vc[TILE], cum[TILE], scale[TILE], total[2][TILE];
-  real x_lo[TILE], x_hi[TILE], y_lo[TILE], y_hi[TILE], d_lo[TILE], d_hi[TILE];
+  real ex[2 * K][TILE], rt[2 * K][TILE], gt[2 * K][TILE], total[2][TILE];
   real g_in[TILE], g_lo[2][TILE], g_hi[2][TILE], g_dlo[TILE], g_dhi[TILE];
-  real inv_total[TILE], dot[TILE];
-  int idx[TILE];
+  real inv_total[TILE], dot[TILE], sg_lo[TILE], sg_hi[TILE];
+  NAME(tile) b;
   long e0 = begin;
   for (; e0 + TILE <= end; e0 += TILE) {
-    const real *t0 = a->theta + e0 * P;
-    for (int i = 0; i < 2 * K; ++i)
-      for (int l = 0; l < TILE; ++l) ex[i][l] = t0[l * P + i];
-    for (int i = 0; i < 2 * K; ++i)
-      for (int l = 0; l < TILE; ++l) ex[i][l] = VEXP(ex[i][l]);
-    int bad = 0;
-    for (int r = 0; r < 2; ++r) {
-      for (int l = 0; l < TILE; ++l) cum[l] = 0;
-      for (int i = 0; i < K; ++i)
-        for (int l = 0; l < TILE; ++l) {
-          cum[l] += ex[r * K + i][l];
-          rt[r * K + i][l] = cum[l];
-        }
-      for (int l = 0; l < TILE; ++l) {
-        bad |= !(cum[l] > (real)1e-25 && cum[l] < (real)1e35);
-        scale[l] = ((real)2 * B) / cum[l];
-        total[r][l] = cum[l];
-      }
-      for (int i = 0; i < K; ++i)
-        for (int l = 0; l < TILE; ++l) rt[r * K + i][l] = rt[r * K + i][l] * scale[l] - B;
-    }
-    if (bad) {
+    if (NAME(tile_knots)(a, e0, ex, rt, total)) {
       NAME(range)(a, e0, e0 + TILE);
       continue;
     }
+    NAME(tile_bins)(a, e0, rt, &b);
     for (int l = 0; l < TILE; ++l) {
-      v[l] = a->x[e0 + l];
-      const real lo = v[l] < -B ? -B : v[l];
-      vc[l] = lo > B ? B : lo;
-      idx[l] = 0;
-    }
-    const int off = inv ? K : 0;
-    for (int i = 0; i < K - 1; ++i)
-      for (int l = 0; l < TILE; ++l) idx[l] += rt[off + i][l] <= vc[l];
-    for (int l = 0; l < TILE; ++l) {
-      x_lo[l] = -B; y_lo[l] = -B; x_hi[l] = B; y_hi[l] = B;
-    }
-    for (int i = 0; i < K - 1; ++i)
-      for (int l = 0; l < TILE; ++l) {
-        if (idx[l] - 1 == i) { x_lo[l] = rt[i][l]; y_lo[l] = rt[K + i][l]; }
-        if (idx[l] == i) { x_hi[l] = rt[i][l]; y_hi[l] = rt[K + i][l]; }
-      }
-    for (int l = 0; l < TILE; ++l) {
-      const real *rd = a->theta + (e0 + l) * P + 2 * K;
-      d_lo[l] = idx[l] > 0 ? NAME(softplus)(rd[idx[l] - 1]) : (real)1;
-      d_hi[l] = idx[l] < K - 1 ? NAME(softplus)(rd[idx[l]]) : (real)1;
-    }
-    for (int l = 0; l < TILE; ++l) {
-      const int lo_free = idx[l] > 0, hi_free = idx[l] < K - 1;
-      real w = x_hi[l] - x_lo[l], h = y_hi[l] - y_lo[l];
+      const int lo_free = b.idx[l] > 0, hi_free = b.idx[l] < K - 1;
+      const real x_lo = b.x_lo[l], y_lo = b.y_lo[l], dl = b.d_lo[l], dh = b.d_hi[l];
+      real w = b.x_hi[l] - x_lo, h = b.y_hi[l] - y_lo;
       w = w > floor_ ? w : floor_;
       h = h > floor_ ? h : floor_;
-      const real dl = d_lo[l], dh = d_hi[l];
       const real s = h / w;
       const real curv = dh + dl - (real)2 * s;
       real xi;
       if (inv) {
-        const real dy = vc[l] - y_lo[l];
+        const real dy = b.vc[l] - y_lo;
         const real qa = h * (s - dl) + dy * curv;
         const real qb = h * dl - dy * curv;
         const real qc = -s * dy;
@@ -373,7 +359,7 @@ ATTR_CLONES static void NAME(range_tiled_backward)(const NAME(args) *a, long beg
         disc = disc > (real)TINY ? disc : (real)TINY;
         xi = ((real)2 * qc) / (-qb - SQRT(disc));
       } else {
-        xi = (vc[l] - x_lo[l]) / w;
+        xi = (b.vc[l] - x_lo) / w;
       }
       xi = xi < (real)0 ? (real)0 : (xi > (real)1 ? (real)1 : xi);
       const real one_m = (real)1 - xi;
@@ -436,8 +422,8 @@ ATTR_CLONES static void NAME(range_tiled_backward)(const NAME(args) *a, long beg
       for (int i = 0; i < K; ++i)
         for (int l = 0; l < TILE; ++l) {
           real acc = 0;
-          if (i <= idx[l] - 1) acc += g_lo[r][l];
-          if (i <= idx[l]) acc += g_hi[r][l];
+          if (i <= b.idx[l] - 1) acc += g_lo[r][l];
+          if (i <= b.idx[l]) acc += g_hi[r][l];
           gt[r * K + i][l] = (real)2 * B * acc;
           dot[l] += gt[r * K + i][l] * ex[r * K + i][l] * inv_total[l];
         }
@@ -446,8 +432,12 @@ ATTR_CLONES static void NAME(range_tiled_backward)(const NAME(args) *a, long beg
           gt[r * K + i][l] = ex[r * K + i][l] * inv_total[l] * (gt[r * K + i][l] - dot[l]);
     }
     for (int l = 0; l < TILE; ++l) {
+      sg_lo[l] = NAME(sigmoid)(b.r_lo[l]);
+      sg_hi[l] = NAME(sigmoid)(b.r_hi[l]);
+    }
+    for (int l = 0; l < TILE; ++l) {
       const long e = e0 + l;
-      const int inside = v[l] >= -B && v[l] <= B;
+      const int inside = b.v[l] >= -B && b.v[l] <= B;
       real *g = a->gt + e * P;
       if (!inside) {
         a->gx[e] = a->gy ? a->gy[e] : (real)0;
@@ -457,10 +447,9 @@ ATTR_CLONES static void NAME(range_tiled_backward)(const NAME(args) *a, long beg
       a->gx[e] = g_in[l];
       for (int i = 0; i < 2 * K; ++i) g[i] = gt[i][l];
       real *gd = g + 2 * K;
-      const real *rd = a->theta + e * P + 2 * K;
       for (int i = 0; i < K - 1; ++i) gd[i] = 0;
-      if (idx[l] > 0) gd[idx[l] - 1] += g_dlo[l] * NAME(sigmoid)(rd[idx[l] - 1]);
-      if (idx[l] < K - 1) gd[idx[l]] += g_dhi[l] * NAME(sigmoid)(rd[idx[l]]);
+      if (b.idx[l] > 0) gd[b.idx[l] - 1] += g_dlo[l] * sg_lo[l];
+      if (b.idx[l] < K - 1) gd[b.idx[l]] += g_dhi[l] * sg_hi[l];
     }
   }
   if (e0 < end) NAME(range)(a, e0, end);
