@@ -60,6 +60,67 @@ static inline void NAME(knots)(const real *t, int K, real B, real *ex, real *rig
   }
 }
 
+/* The backward of one element in its bin: from the gradients gy of its output and gl of its
+   log-derivative, the gradients with respect to its input (g[0]), the bin's width and height
+   (g[1], g[2]), its lower knot's x and y (g[3], g[4]) and the derivatives at its ends (g[5],
+   g[6]); xi, w, h, s and curv as in the forward. */
+static inline void NAME(element_grads)(real xi, real w, real h, real s, real curv, real d_lo,
+                                       real d_hi, real gy, real gl, int inv, real *g) {
+  const real one_m = (real)1 - xi;
+  const real tt = xi * one_m;
+  const real den = s + curv * tt;
+  /* Partial derivatives at fixed xi of h R(xi) = y - y_lo and of L = log dy/dx. */
+  const real inv_den = (real)1 / den;
+  const real m = d_hi * xi * xi + (real)2 * s * tt + d_lo * one_m * one_m;
+  const real inv_m = (real)1 / m;
+  const real ratio = (s * xi * xi + d_lo * tt) * inv_den;
+  const real two_t = (real)1 - (real)2 * tt;
+  const real dden_dxi = curv * ((real)1 - (real)2 * xi);
+  const real hd = h * inv_den;
+  const real hr_s = hd * (xi * xi - ratio * two_t);
+  const real hr_xi = hd * ((real)2 * s * xi + d_lo * ((real)1 - (real)2 * xi) - ratio * dden_dxi);
+  const real hr_dlo = hd * tt * ((real)1 - ratio);
+  const real hr_dhi = -hd * ratio * tt;
+  const real l_s = (real)2 / s + (real)2 * tt * inv_m - (real)2 * two_t * inv_den;
+  const real l_xi = (real)2 * (d_hi * xi + s * ((real)1 - (real)2 * xi) - d_lo * one_m) * inv_m
+                    - (real)2 * dden_dxi * inv_den;
+  const real l_dlo = one_m * one_m * inv_m - (real)2 * tt * inv_den;
+  const real l_dhi = xi * xi * inv_m - (real)2 * tt * inv_den;
+  real g_in, g_s, g_dlo, g_dhi, g_h, g_w, g_xlo, g_ylo;
+  if (!inv) {
+    /* y = y_lo + h R(xi), L, with xi = (x - x_lo) / w */
+    const real g_xi = gy * hr_xi + gl * l_xi;
+    g_s = gy * hr_s + gl * l_s;
+    g_dlo = gy * hr_dlo + gl * l_dlo;
+    g_dhi = gy * hr_dhi + gl * l_dhi;
+    g_in = g_xi / w;
+    g_w = -(g_s * s + g_xi * xi) / w;
+    g_h = gy * ratio + g_s / w;
+    g_xlo = -g_in;
+    g_ylo = gy;
+  } else {
+    /* outputs x = x_lo + w xi and -L, with xi solving y = y_lo + h R(xi): gy, gl are the
+       gradients of those outputs; dxi/dy = 1 / hr_xi, dxi/dp = -d(y_lo + h R)/dp / hr_xi */
+    const real g_xi = gy * w - gl * l_xi;
+    g_in = g_xi / hr_xi;
+    const real gyp = -g_in, glp = -gl;
+    g_s = gyp * hr_s + glp * l_s;
+    g_dlo = gyp * hr_dlo + glp * l_dlo;
+    g_dhi = gyp * hr_dhi + glp * l_dhi;
+    g_h = gyp * ratio + g_s / w;
+    g_w = -g_s * s / w + gy * xi;
+    g_xlo = gy;
+    g_ylo = gyp;
+  }
+  g[0] = g_in;
+  g[1] = g_w;
+  g[2] = g_h;
+  g[3] = g_xlo;
+  g[4] = g_ylo;
+  g[5] = g_dlo;
+  g[6] = g_dhi;
+}
+
 ATTR_CLONES static void NAME(range)(const NAME(args) *a, long begin, long end) {
   const int K = a->K, P = 3 * K - 1, inv = a->inverse;
   const real B = a->B;
@@ -124,51 +185,12 @@ ATTR_CLONES static void NAME(range)(const NAME(args) *a, long begin, long end) {
       }
       continue;
     }
-    /* Partial derivatives at fixed xi of h R(xi) = y - y_lo and of L = log dy/dx. */
-    const real inv_den = (real)1 / den;
-    const real m = d_hi * xi * xi + (real)2 * s * tt + d_lo * one_m * one_m;
-    const real inv_m = (real)1 / m;
-    const real ratio = (s * xi * xi + d_lo * tt) * inv_den;
-    const real two_t = (real)1 - (real)2 * tt;
-    const real dden_dxi = curv * ((real)1 - (real)2 * xi);
-    const real hd = h * inv_den;
-    const real hr_s = hd * (xi * xi - ratio * two_t);
-    const real hr_xi = hd * ((real)2 * s * xi + d_lo * ((real)1 - (real)2 * xi) - ratio * dden_dxi);
-    const real hr_dlo = hd * tt * ((real)1 - ratio);
-    const real hr_dhi = -hd * ratio * tt;
-    const real l_s = (real)2 / s + (real)2 * tt * inv_m - (real)2 * two_t * inv_den;
-    const real l_xi = (real)2 * (d_hi * xi + s * ((real)1 - (real)2 * xi) - d_lo * one_m) * inv_m
-                      - (real)2 * dden_dxi * inv_den;
-    const real l_dlo = one_m * one_m * inv_m - (real)2 * tt * inv_den;
-    const real l_dhi = xi * xi * inv_m - (real)2 * tt * inv_den;
     const real gy = a->gy ? a->gy[e] : (real)0;
     const real gl = a->gl ? a->gl[e] : (real)0;
-    real g_in, g_s, g_dlo, g_dhi, g_h, g_w, g_xlo, g_ylo;
-    if (!inv) {
-      /* y = y_lo + h R(xi), L, with xi = (x - x_lo) / w */
-      const real g_xi = gy * hr_xi + gl * l_xi;
-      g_s = gy * hr_s + gl * l_s;
-      g_dlo = gy * hr_dlo + gl * l_dlo;
-      g_dhi = gy * hr_dhi + gl * l_dhi;
-      g_in = g_xi / w;
-      g_w = -(g_s * s + g_xi * xi) / w;
-      g_h = gy * ratio + g_s / w;
-      g_xlo = -g_in;
-      g_ylo = gy;
-    } else {
-      /* outputs x = x_lo + w xi and -L, with xi solving y = y_lo + h R(xi): gy, gl are the
-         gradients of those outputs; dxi/dy = 1 / hr_xi, dxi/dp = -d(y_lo + h R)/dp / hr_xi */
-      const real g_xi = gy * w - gl * l_xi;
-      g_in = g_xi / hr_xi;
-      const real gyp = -g_in, glp = -gl;
-      g_s = gyp * hr_s + glp * l_s;
-      g_dlo = gyp * hr_dlo + glp * l_dlo;
-      g_dhi = gyp * hr_dhi + glp * l_dhi;
-      g_h = gyp * ratio + g_s / w;
-      g_w = -g_s * s / w + gy * xi;
-      g_xlo = gy;
-      g_ylo = gyp;
-    }
+    real gr[7];
+    NAME(element_grads)(xi, w, h, s, curv, d_lo, d_hi, gy, gl, inv, gr);
+    const real g_in = gr[0], g_w = gr[1], g_h = gr[2], g_xlo = gr[3], g_ylo = gr[4];
+    const real g_dlo = gr[5], g_dhi = gr[6];
     a->gx[e] = g_in;
     real *g = a->gt + e * P;
     /* knot gradients of the two rows: lower knot (idx - 1) and upper knot (idx) */
@@ -270,12 +292,42 @@ static inline void NAME(tile_bins)(const NAME(args) *a, long e0, real (*rt)[TILE
   }
 }
 
+/* Element l of a tile in its bin: the bin's width w and height h (at least FLOOR), slope
+   s = h / w, curvature term d_lo + d_hi - 2 s, and the returned position xi in [0, 1] (from
+   the input, or for the inverse from the root of the quadratic), as in NAME(range). */
+static inline real NAME(tile_xi)(const NAME(tile) *b, int l, int inv, real *w_out, real *h_out,
+                                 real *s_out, real *curv_out) {
+  const real floor_ = (real)FLOOR;
+  const real x_lo = b->x_lo[l], y_lo = b->y_lo[l], d_lo = b->d_lo[l], d_hi = b->d_hi[l];
+  real w = b->x_hi[l] - x_lo, h = b->y_hi[l] - y_lo;
+  w = w > floor_ ? w : floor_;
+  h = h > floor_ ? h : floor_;
+  const real s = h / w;
+  const real curv = d_hi + d_lo - (real)2 * s;
+  real xi;
+  if (inv) {
+    const real dy = b->vc[l] - y_lo;
+    const real qa = h * (s - d_lo) + dy * curv;
+    const real qb = h * d_lo - dy * curv;
+    const real qc = -s * dy;
+    real disc = qb * qb - (real)4 * qa * qc;
+    disc = disc > (real)TINY ? disc : (real)TINY;
+    xi = ((real)2 * qc) / (-qb - SQRT(disc));
+  } else {
+    xi = (b->vc[l] - x_lo) / w;
+  }
+  *w_out = w;
+  *h_out = h;
+  *s_out = s;
+  *curv_out = curv;
+  return xi < (real)0 ? (real)0 : (xi > (real)1 ? (real)1 : xi);
+}
+
 /* Forward or inverse (no backward) on tiles; the last partial tile, and tiles that need the
    shifted softmax, go element by element through NAME(range). */
 ATTR_CLONES static void NAME(range_tiled)(const NAME(args) *a, long begin, long end) {
   const int K = a->K, inv = a->inverse;
   const real B = a->B;
-  const real floor_ = (real)FLOOR;
   real ex[2 * K][TILE], rt[2 * K][TILE], total[2][TILE];
   NAME(tile) b;
   long e0 = begin;
@@ -288,24 +340,8 @@ ATTR_CLONES static void NAME(range_tiled)(const NAME(args) *a, long begin, long 
     real num[TILE], den[TILE], out[TILE];
     for (int l = 0; l < TILE; ++l) {
       const real x_lo = b.x_lo[l], y_lo = b.y_lo[l], d_lo = b.d_lo[l], d_hi = b.d_hi[l];
-      real w = b.x_hi[l] - x_lo, h = b.y_hi[l] - y_lo;
-      w = w > floor_ ? w : floor_;
-      h = h > floor_ ? h : floor_;
-      const real s = h / w;
-      const real curv = d_hi + d_lo - (real)2 * s;
-      real xi;
-      if (inv) {
-        const real dy = b.vc[l] - y_lo;
-        const real qa = h * (s - d_lo) + dy * curv;
-        const real qb = h * d_lo - dy * curv;
-        const real qc = -s * dy;
-        real disc = qb * qb - (real)4 * qa * qc;
-        disc = disc > (real)TINY ? disc : (real)TINY;
-        xi = ((real)2 * qc) / (-qb - SQRT(disc));
-      } else {
-        xi = (b.vc[l] - x_lo) / w;
-      }
-      xi = xi < (real)0 ? (real)0 : (xi > (real)1 ? (real)1 : xi);
+      real w, h, s, curv;
+      const real xi = NAME(tile_xi)(&b, l, inv, &w, &h, &s, &curv);
       const real one_m = (real)1 - xi;
       const real tt = xi * one_m;
       den[l] = s + curv * tt;
@@ -329,7 +365,6 @@ ATTR_CLONES static void NAME(range_tiled)(const NAME(args) *a, long begin, long 
 ATTR_CLONES static void NAME(range_tiled_backward)(const NAME(args) *a, long begin, long end) {
   const int K = a->K, P = 3 * K - 1, inv = a->inverse;
   const real B = a->B;
-  const real floor_ = (real)FLOOR;
   real ex[2 * K][TILE], rt[2 * K][TILE], gt[2 * K][TILE], total[2][TILE];
   real g_in[TILE], g_lo[2][TILE], g_hi[2][TILE], g_dlo[TILE], g_dhi[TILE];
   real inv_total[TILE], dot[TILE], sg_lo[TILE], sg_hi[TILE];
@@ -343,76 +378,19 @@ ATTR_CLONES static void NAME(range_tiled_backward)(const NAME(args) *a, long beg
     NAME(tile_bins)(a, e0, rt, &b);
     for (int l = 0; l < TILE; ++l) {
       const int lo_free = b.idx[l] > 0, hi_free = b.idx[l] < K - 1;
-      const real x_lo = b.x_lo[l], y_lo = b.y_lo[l], dl = b.d_lo[l], dh = b.d_hi[l];
-      real w = b.x_hi[l] - x_lo, h = b.y_hi[l] - y_lo;
-      w = w > floor_ ? w : floor_;
-      h = h > floor_ ? h : floor_;
-      const real s = h / w;
-      const real curv = dh + dl - (real)2 * s;
-      real xi;
-      if (inv) {
-        const real dy = b.vc[l] - y_lo;
-        const real qa = h * (s - dl) + dy * curv;
-        const real qb = h * dl - dy * curv;
-        const real qc = -s * dy;
-        real disc = qb * qb - (real)4 * qa * qc;
-        disc = disc > (real)TINY ? disc : (real)TINY;
-        xi = ((real)2 * qc) / (-qb - SQRT(disc));
-      } else {
-        xi = (b.vc[l] - x_lo) / w;
-      }
-      xi = xi < (real)0 ? (real)0 : (xi > (real)1 ? (real)1 : xi);
-      const real one_m = (real)1 - xi;
-      const real tt = xi * one_m;
-      const real den = s + curv * tt;
-      const real inv_den = (real)1 / den;
-      const real m = dh * xi * xi + (real)2 * s * tt + dl * one_m * one_m;
-      const real inv_m = (real)1 / m;
-      const real ratio = (s * xi * xi + dl * tt) * inv_den;
-      const real two_t = (real)1 - (real)2 * tt;
-      const real dden_dxi = curv * ((real)1 - (real)2 * xi);
-      const real hd = h * inv_den;
-      const real hr_s = hd * (xi * xi - ratio * two_t);
-      const real hr_xi = hd * ((real)2 * s * xi + dl * ((real)1 - (real)2 * xi) - ratio * dden_dxi);
-      const real hr_dlo = hd * tt * ((real)1 - ratio);
-      const real hr_dhi = -hd * ratio * tt;
-      const real l_s = (real)2 / s + (real)2 * tt * inv_m - (real)2 * two_t * inv_den;
-      const real l_xi = (real)2 * (dh * xi + s * ((real)1 - (real)2 * xi) - dl * one_m) * inv_m
-                        - (real)2 * dden_dxi * inv_den;
-      const real l_dlo = one_m * one_m * inv_m - (real)2 * tt * inv_den;
-      const real l_dhi = xi * xi * inv_m - (real)2 * tt * inv_den;
+      real w, h, s, curv;
+      const real xi = NAME(tile_xi)(&b, l, inv, &w, &h, &s, &curv);
       const real gy = a->gy ? a->gy[e0 + l] : (real)0;
       const real gl = a->gl ? a->gl[e0 + l] : (real)0;
-      real gin, g_s, gdl, gdh, g_h, g_w, g_xlo, g_ylo;
-      if (!inv) {
-        const real g_xi = gy * hr_xi + gl * l_xi;
-        g_s = gy * hr_s + gl * l_s;
-        gdl = gy * hr_dlo + gl * l_dlo;
-        gdh = gy * hr_dhi + gl * l_dhi;
-        gin = g_xi / w;
-        g_w = -(g_s * s + g_xi * xi) / w;
-        g_h = gy * ratio + g_s / w;
-        g_xlo = -gin;
-        g_ylo = gy;
-      } else {
-        const real g_xi = gy * w - gl * l_xi;
-        gin = g_xi / hr_xi;
-        const real gyp = -gin, glp = -gl;
-        g_s = gyp * hr_s + glp * l_s;
-        gdl = gyp * hr_dlo + glp * l_dlo;
-        gdh = gyp * hr_dhi + glp * l_dhi;
-        g_h = gyp * ratio + g_s / w;
-        g_w = -g_s * s / w + gy * xi;
-        g_xlo = gy;
-        g_ylo = gyp;
-      }
-      g_in[l] = gin;
-      g_dlo[l] = gdl;
-      g_dhi[l] = gdh;
-      g_lo[0][l] = lo_free ? g_xlo - g_w : (real)0;
-      g_lo[1][l] = lo_free ? g_ylo - g_h : (real)0;
-      g_hi[0][l] = hi_free ? g_w : (real)0;
-      g_hi[1][l] = hi_free ? g_h : (real)0;
+      real gr[7];
+      NAME(element_grads)(xi, w, h, s, curv, b.d_lo[l], b.d_hi[l], gy, gl, inv, gr);
+      g_in[l] = gr[0];
+      g_dlo[l] = gr[5];
+      g_dhi[l] = gr[6];
+      g_lo[0][l] = lo_free ? gr[3] - gr[1] : (real)0; /* lower knot: x_lo - (x_hi - x_lo) */
+      g_lo[1][l] = lo_free ? gr[4] - gr[2] : (real)0;
+      g_hi[0][l] = hi_free ? gr[1] : (real)0;
+      g_hi[1][l] = hi_free ? gr[2] : (real)0;
     }
     for (int r = 0; r < 2; ++r) {
       for (int l = 0; l < TILE; ++l) {
