@@ -102,6 +102,21 @@ def mean_marginal_kl(model, kind, suite, ids, n_stars: int) -> tuple[float, list
     return float(np.mean(kl)), kl
 
 
+def balanced(data: TrainingData, power: float) -> TrainingData:
+    """The training stars with every star of a galaxy of n stars repeated
+    ``round((n_max / n)**power)`` times (at least once): weights of the galaxies in the loss
+    that grow as ``n**(1 - power)`` instead of ``n``."""
+    if not 0 < power <= 1:
+        raise SystemExit(f"--balance-galaxies must lie in (0, 1], got {power}")
+    counts = torch.bincount(data.galaxy_index, minlength=data.conditions.shape[0])
+    repeats = torch.clamp(torch.round((counts.max() / counts.clamp(min=1)) ** power), min=1)
+    rows = torch.repeat_interleave(torch.arange(data.x.shape[0]),
+                                   repeats[data.galaxy_index].long())
+    print(f"balanced (power {power}): {data.x.shape[0]} stars -> {rows.shape[0]} rows, "
+          f"repeats {int(repeats.min())}-{int(repeats.max())}", flush=True)
+    return TrainingData(data.x[rows], data.galaxy_index[rows], data.conditions)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="folder of this run (checkpoints, curve, model)")
@@ -142,6 +157,11 @@ def main() -> None:
                    help="trial variant: the couplings' data networks also take the conditions "
                    "at their first layer (benchmarks/input_conditioning.py); its model file "
                    "cannot be loaded by GalaxyModel")
+    p.add_argument("--balance-galaxies", type=float, default=0.0, metavar="POWER",
+                   help="repeat every star of a galaxy of n stars round((n_max / n)**POWER) "
+                   "times in the training set: 0 (default) weights every star alike, so the "
+                   "galaxies by their star counts; 0.5 gives a galaxy a weight growing as "
+                   "sqrt(n); 1 weights the galaxies alike")
     p.add_argument("--test-seed", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=20)
     args = p.parse_args()
@@ -199,6 +219,8 @@ def main() -> None:
         if teacher.normalizer.to_dict() != normalizer.to_dict():
             raise SystemExit("--distill-from model's normaliser differs from this run's")
     data_train = training_data(train, normalizer, names, teacher)
+    if args.balance_galaxies:
+        data_train = balanced(data_train, args.balance_galaxies)
     data_val = training_data(holdout, normalizer, names, teacher)
     print(f"suite {len(train)} + {len(holdout)} galaxies, {stars.shape[0]} training stars, "
           f"setup {time.perf_counter() - t0:.0f} s", flush=True)
