@@ -387,7 +387,7 @@ ATTR_CLONES static void NAME(range_tiled_backward)(const NAME(args) *a, long beg
       g_in[l] = gr[0];
       g_dlo[l] = gr[5];
       g_dhi[l] = gr[6];
-      g_lo[0][l] = lo_free ? gr[3] - gr[1] : (real)0; /* lower knot: x_lo - (x_hi - x_lo) */
+      g_lo[0][l] = lo_free ? gr[3] - gr[1] : (real)0; /* w = x_hi - x_lo, h = y_hi - y_lo */
       g_lo[1][l] = lo_free ? gr[4] - gr[2] : (real)0;
       g_hi[0][l] = hi_free ? gr[1] : (real)0;
       g_hi[1][l] = hi_free ? gr[2] : (real)0;
