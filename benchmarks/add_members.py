@@ -90,6 +90,12 @@ def main() -> None:
         "ensemble": {"members": len(members), "weights": "equal",
                      "weights_dtype": args.weights_dtype or "float32"},
     }
+    # The marginal flows stay BASE's, also where member 0 was replaced by a run's flow.
+    members[0] = GalaxyModel(
+        members[0].flow, members[0].normalizer, training_range=base.training_range,
+        training_conditions=base.training_conditions, meta=members[0].meta,
+        history=members[0].history, marginals=base.marginals,
+    )
     model = GalaxyModel.ensemble(members, meta=meta)
     model.history = {
         **{key: value for key, value in base.history.items() if key != "edf"},
