@@ -59,14 +59,15 @@ def main() -> None:
         member = GalaxyModel(
             run_model.flow, run_model.normalizer, training_range=base.training_range,
             training_conditions=base.training_conditions, meta=run_model.meta,
-            history=run_model.history,
+            history=run_model.history, marginals=base.marginals,  # as base.members() carry them
         )
         return member, run_args, best
 
     for text_k, text_folder in args.replace:
+        if not text_k.isdigit() or not 0 <= int(text_k) < len(members):
+            raise SystemExit(f"--replace {text_k}: the base model has members 0 to "
+                             f"{len(members) - 1}")
         k, folder = int(text_k), Path(text_folder)
-        if not 0 <= k < len(members):
-            raise SystemExit(f"--replace {k}: the base model has members 0 to {len(members) - 1}")
         members[k], run_args, best = member_of(folder)
         key = "edf" if k == 0 else f"edf_member_{k}"
         stages[key] = {
@@ -90,12 +91,6 @@ def main() -> None:
         "ensemble": {"members": len(members), "weights": "equal",
                      "weights_dtype": args.weights_dtype or "float32"},
     }
-    # The marginal flows stay BASE's, also where member 0 was replaced by a run's flow.
-    members[0] = GalaxyModel(
-        members[0].flow, members[0].normalizer, training_range=base.training_range,
-        training_conditions=base.training_conditions, meta=members[0].meta,
-        history=members[0].history, marginals=base.marginals,
-    )
     model = GalaxyModel.ensemble(members, meta=meta)
     model.history = {
         **{key: value for key, value in base.history.items() if key != "edf"},
