@@ -1003,6 +1003,7 @@ class GalaxyModel:
         weight_decay: float = 0.0,
         grad_clip: float | None = None,
         condition_noise: float = 0.0,
+        balance_galaxies: float = 0.0,
         velocity_frame: str = "cartesian",
         scale_with_mass: Sequence[str] = (),
     ) -> GalaxyModel:
@@ -1056,6 +1057,11 @@ class GalaxyModel:
             Standard deviation of Gaussian noise added to the standardised conditions of every
             batch (in units of the training galaxies' spread of each condition; 0 turns it
             off): regularises the dependence on the conditions (`docs/training.md`).
+        balance_galaxies : float
+            Exponent ``p`` in [0, 1] (dimensionless): every star of a galaxy of ``n`` stars is
+            visited ``max(1, round((n_max / n) ** p))`` times per epoch, so that a galaxy weighs
+            about ``n ** (1 - p)`` in the loss instead of ``n`` (0 turns it off; 0.5 in the last
+            stage of the shipped model; `docs/training.md`).
         velocity_frame : {"cartesian", "cylindrical"}
             Frame the flows model the velocities in (:class:`~astroflow_gal.normalizer.Normalizer`):
             ``"cylindrical"`` maps ``(vx, vy)`` to ``(v_R, v_phi)`` [km/s] at each star's position,
@@ -1080,7 +1086,8 @@ class GalaxyModel:
             checkpoint_every=checkpoint_every, resume=resume, progress=progress,
             flow_config=flow_config, max_steps=max_steps, name=name,
             weight_decay=weight_decay, grad_clip=grad_clip, condition_noise=condition_noise,
-            velocity_frame=velocity_frame, scale_with_mass=tuple(scale_with_mass),
+            balance_galaxies=balance_galaxies, velocity_frame=velocity_frame,
+            scale_with_mass=tuple(scale_with_mass),
         )
         flows = dict(result.flows)
         return cls(

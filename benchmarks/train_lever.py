@@ -34,7 +34,7 @@ from astroflow_gal.flow import ConditionalSplineFlow
 from astroflow_gal.inputs import ExtrapolationWarning
 from astroflow_gal.model import MARGINALS
 from astroflow_gal.normalizer import Normalizer
-from astroflow_gal.training import TrainingData, train_flow
+from astroflow_gal.training import TrainingData, galaxy_balanced_rows, train_flow
 
 
 def distilled_stars(teacher: GalaxyModel, suite, galaxy_index: np.ndarray, names) -> np.ndarray:
@@ -100,21 +100,6 @@ def mean_marginal_kl(model, kind, suite, ids, n_stars: int) -> tuple[float, list
                                        allow_extrapolation=True)
         kl.append(float(np.mean(log_p - log_f)))
     return float(np.mean(kl)), kl
-
-
-def balanced(data: TrainingData, power: float) -> TrainingData:
-    """The training stars with every star of a galaxy of n stars repeated
-    ``round((n_max / n)**power)`` times (at least once): weights of the galaxies in the loss
-    that grow as ``n**(1 - power)`` instead of ``n``."""
-    if not 0 < power <= 1:
-        raise SystemExit(f"--balance-galaxies must lie in (0, 1], got {power}")
-    counts = torch.bincount(data.galaxy_index, minlength=data.conditions.shape[0])
-    repeats = torch.clamp(torch.round((counts.max() / counts.clamp(min=1)) ** power), min=1)
-    rows = torch.repeat_interleave(torch.arange(data.x.shape[0]),
-                                   repeats[data.galaxy_index].long())
-    print(f"balanced (power {power}): {data.x.shape[0]} stars -> {rows.shape[0]} rows, "
-          f"repeats {int(repeats.min())}-{int(repeats.max())}", flush=True)
-    return TrainingData(data.x[rows], data.galaxy_index[rows], data.conditions)
 
 
 def main() -> None:
@@ -220,7 +205,9 @@ def main() -> None:
             raise SystemExit("--distill-from model's normaliser differs from this run's")
     data_train = training_data(train, normalizer, names, teacher)
     if args.balance_galaxies:
-        data_train = balanced(data_train, args.balance_galaxies)
+        repeated = galaxy_balanced_rows(data_train.galaxy_index, args.balance_galaxies)
+        print(f"balanced (power {args.balance_galaxies}): {data_train.n_stars} stars -> "
+              f"{repeated.shape[0]} rows per epoch", flush=True)
     data_val = training_data(holdout, normalizer, names, teacher)
     print(f"suite {len(train)} + {len(holdout)} galaxies, {stars.shape[0]} training stars, "
           f"setup {time.perf_counter() - t0:.0f} s", flush=True)
@@ -256,6 +243,7 @@ def main() -> None:
             schedule=args.schedule, seed=args.seed, checkpoint_dir=out / "ckpt",
             checkpoint_every=args.chunk, resume=True, progress=False, max_steps=target,
             weight_decay=args.weight_decay, condition_noise=args.condition_noise,
+            balance_galaxies=args.balance_galaxies,
         )
         train_time += time.perf_counter() - t
         t = time.perf_counter()

@@ -132,8 +132,8 @@ def test_train_under_torchrun(tmp_path, suite_file):
 
 
 def test_regularisation_options_reach_training_and_the_meta(tmp_path, suite_file, capsys):
-    """--condition-noise and --weight-decay change the trained weights and are recorded; a
-    negative noise is refused before training."""
+    """--condition-noise, --weight-decay and --balance-galaxies change the trained weights and
+    are recorded; a negative noise and a balancing power above 1 are refused before training."""
     from astroflow_gal.model import GalaxyModel
 
     cfg = tmp_path / "cfg.toml"
@@ -141,19 +141,26 @@ def test_regularisation_options_reach_training_and_the_meta(tmp_path, suite_file
     common = ["--config", str(cfg), "--epochs", "1", "--no-progress", "--max-steps", "3"]
     models = {}
     for name, extra in {"plain": [], "noisy": ["--condition-noise", "0.3",
-                                               "--weight-decay", "0.01"]}.items():
+                                               "--weight-decay", "0.01",
+                                               "--balance-galaxies", "0.5"]}.items():
         out = tmp_path / f"{name}.h5"
         assert main(["train", str(suite_file), "-o", str(out), *common, *extra]) == 0
         models[name] = GalaxyModel.load(out)
     training = models["noisy"].meta["training"]
     assert training["condition_noise"] == 0.3 and training["weight_decay"] == 0.01
+    assert training["balance_galaxies"] == 0.5
     assert models["plain"].meta["training"]["condition_noise"] == 0.0
+    assert models["plain"].meta["training"]["balance_galaxies"] == 0.0
     plain, noisy = (m.flow.state_dict() for m in (models["plain"], models["noisy"]))
     assert any(not torch.equal(plain[k], noisy[k]) for k in plain)
     capsys.readouterr()
     assert main(["train", str(suite_file), "-o", str(tmp_path / "bad.h5"), *common,
                  "--condition-noise", "-1"]) == 2
     assert "condition_noise must be >= 0" in capsys.readouterr().err
+    assert main(["train", str(suite_file), "-o", str(tmp_path / "bad.h5"), *common,
+                 "--balance-galaxies", "2"]) == 2
+    assert "balance_galaxies must lie in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "bad.h5").exists()
 
 
 def test_flow_space_maps_reach_the_model_file(tmp_path, suite_file, capsys):

@@ -83,6 +83,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--condition-noise", type=float,
                    help="noise on the standardised conditions, in training spreads (0; 0.1 "
                         "for the shipped model)")
+    p.add_argument("--balance-galaxies", type=float, metavar="POWER",
+                   help="repeat the stars of a galaxy of n stars round((n_max/n)**POWER) times "
+                        "so that galaxies weigh more evenly (0: off; 0.5 in the shipped model's "
+                        "last stage)")
     p.add_argument("--velocity-frame", choices=("cartesian", "cylindrical"),
                    help="frame the flows model the velocities in (cartesian)")
     p.add_argument("--scale-with-mass", nargs="+", choices=("position", "velocity"),
@@ -199,7 +203,7 @@ def _options(args: argparse.Namespace, config: dict[str, dict[str, Any]]) -> dic
     options = dict(config["training"])
     for key in ("epochs", "batch_size", "lr", "schedule", "optimizer", "seed", "device",
                 "checkpoint_every", "max_steps", "marginals", "weight_decay", "grad_clip",
-                "condition_noise", "velocity_frame", "scale_with_mass"):
+                "condition_noise", "balance_galaxies", "velocity_frame", "scale_with_mass"):
         value = getattr(args, key)
         if value is not None:
             options[key] = value

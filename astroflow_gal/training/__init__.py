@@ -5,7 +5,7 @@ This layer knows nothing of units; :meth:`astroflow_gal.GalaxyModel.fit` convert
 """
 
 from .checkpoint import CheckpointError, CheckpointManager, CheckpointWarning
-from .data import TrainingData, epoch_permutation
+from .data import TrainingData, epoch_permutation, galaxy_balanced_rows
 from .distributed import DistributedContext, distributed_context, is_main_process
 from .schedule import LearningRateSchedule, make_schedule, paper_learning_rate, paper_switch_step
 from .trainer import TrainingDivergedError, TrainingResult, evaluate_nll, train_flow
@@ -22,6 +22,7 @@ __all__ = [
     "distributed_context",
     "epoch_permutation",
     "evaluate_nll",
+    "galaxy_balanced_rows",
     "is_main_process",
     "make_schedule",
     "paper_learning_rate",

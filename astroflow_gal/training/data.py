@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["TrainingData", "epoch_permutation", "epoch_seed"]
+__all__ = ["TrainingData", "epoch_permutation", "epoch_seed", "galaxy_balanced_rows"]
 
 
 @dataclass
@@ -118,3 +118,33 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     """
     gen = torch.Generator(device="cpu").manual_seed(epoch_seed(seed, epoch))
     return torch.randperm(n, generator=gen)
+
+
+def galaxy_balanced_rows(galaxy_index: torch.Tensor, power: float) -> torch.Tensor:
+    """Star rows in which every star of a galaxy of ``n`` stars appears
+    ``max(1, round((n_max / n) ** power))`` times.
+
+    Training on these rows instead of the stars weighs a galaxy in the loss as about
+    ``n ** (1 - power)`` instead of ``n``: ``power = 0`` is every star alike (each row once),
+    ``power = 1`` every galaxy about alike, whatever its star count.
+
+    Parameters
+    ----------
+    galaxy_index : torch.Tensor
+        For every star, its galaxy's row (int64, shape ``(N,)``).
+    power : float
+        Balancing exponent in [0, 1] (dimensionless).
+
+    Returns
+    -------
+    torch.Tensor
+        Star rows (int64, ascending), each repeated as above.
+    """
+    if not (0 <= power <= 1):
+        raise ValueError(f"balance_galaxies must lie in [0, 1], got {power}")
+    counts = torch.bincount(galaxy_index)
+    present = counts > 0
+    repeats = torch.ones_like(counts, dtype=torch.float64)
+    repeats[present] = torch.round((counts.max() / counts[present].double()) ** power)
+    repeats = repeats.clamp(min=1).long()
+    return torch.repeat_interleave(torch.arange(galaxy_index.shape[0]), repeats[galaxy_index])

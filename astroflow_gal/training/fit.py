@@ -29,7 +29,7 @@ __all__ = ["FitResult", "fit_flows"]
 # training options recorded in the model's meta["training"]
 _RECORDED = (
     "epochs", "batch_size", "lr", "schedule", "optimizer", "max_steps", "weight_decay",
-    "grad_clip", "condition_noise",
+    "grad_clip", "condition_noise", "balance_galaxies",
 )
 
 

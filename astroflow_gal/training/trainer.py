@@ -22,7 +22,7 @@ from torch import nn
 
 from ..inputs import positive_int
 from .checkpoint import CheckpointError, CheckpointManager
-from .data import TrainingData, epoch_permutation, epoch_seed
+from .data import TrainingData, epoch_permutation, epoch_seed, galaxy_balanced_rows
 from .distributed import DistributedContext, distributed_context
 from .flat import FlatParameters
 from .progress import ProgressReporter
@@ -100,7 +100,7 @@ def _empty_history() -> dict[str, list]:
 
 
 def _check_options(epochs, batch_size, lr, schedule, optimizer, checkpoint_every, max_steps,
-                   weight_decay, grad_clip, condition_noise=0.0) -> None:
+                   weight_decay, grad_clip, condition_noise=0.0, balance_galaxies=0.0) -> None:
     if int(epochs) != epochs or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs}")
     positive_int(batch_size, "batch_size")
@@ -118,6 +118,8 @@ def _check_options(epochs, batch_size, lr, schedule, optimizer, checkpoint_every
         raise ValueError(f"grad_clip must be positive or None, got {grad_clip}")
     if not (condition_noise >= 0 and math.isfinite(condition_noise)):
         raise ValueError(f"condition_noise must be >= 0 and finite, got {condition_noise}")
+    if not 0 <= balance_galaxies <= 1:  # also refuses NaN
+        raise ValueError(f"balance_galaxies must lie in [0, 1], got {balance_galaxies}")
     make_schedule(schedule, lr)  # validates the name
 
 
@@ -207,7 +209,8 @@ def evaluate_nll(
 
 
 def _settings(flow, train, validation, *, batch_size, lr, schedule, optimizer, seed,
-              weight_decay, grad_clip, world_size, condition_noise=0.0) -> dict[str, Any]:
+              weight_decay, grad_clip, world_size, condition_noise=0.0,
+              balance_galaxies=0.0) -> dict[str, Any]:
     """Everything a checkpoint must agree on to be resumed bit-identically."""
     return {
         "flow_config": dict(getattr(flow, "config", {})),
@@ -233,6 +236,7 @@ def _settings(flow, train, validation, *, batch_size, lr, schedule, optimizer, s
             "world_size": int(world_size),
             # Only when used, so that checkpoints written before the option existed resume.
             **({"condition_noise": float(condition_noise)} if condition_noise else {}),
+            **({"balance_galaxies": float(balance_galaxies)} if balance_galaxies else {}),
         },
     }
 
@@ -319,13 +323,16 @@ def train_flow(
     weight_decay: float = 0.0,
     grad_clip: float | None = None,
     condition_noise: float = 0.0,
+    balance_galaxies: float = 0.0,
 ) -> TrainingResult:
     """Train ``flow`` by maximum likelihood on flow-space stars.
 
     Every epoch visits the training stars in a permutation seeded by ``(seed, epoch)``, in
     batches of ``batch_size`` stars; the loss is the mean negative log-likelihood per star of
-    the batch. The flow is changed in place and ends with the weights of the last step; the
-    weights of the best epoch are in the result.
+    the batch. With ``balance_galaxies`` an epoch visits the stars of small galaxies several
+    times (:func:`~astroflow_gal.training.galaxy_balanced_rows`). The flow is changed in
+    place and ends with the weights of the last step; the weights of the best epoch are in the
+    result.
 
     Parameters
     ----------
@@ -372,6 +379,13 @@ def train_flow(
         training batch (dimensionless: in units of the conditions' spread over the training
         galaxies). Smooths the learned dependence on the conditions between the few training
         galaxies; seeded by ``(seed, step)``, so resuming stays bit-identical. 0 turns it off.
+    balance_galaxies : float
+        Exponent ``p`` in [0, 1] (dimensionless) of galaxy-balanced weights: every star of a
+        galaxy of ``n`` stars is visited ``max(1, round((n_max / n) ** p))`` times per epoch, so
+        that a galaxy weighs about ``n ** (1 - p)`` in the loss instead of ``n``. Where a suite
+        gives small galaxies few stars, this moves the fit towards the mean over galaxies that
+        the per-galaxy KL measures (0.5 for the last stage of the shipped model). 0 turns it off;
+        an epoch then counts the repeated stars.
 
     Returns
     -------
@@ -387,7 +401,7 @@ def train_flow(
         When ``checkpoint_dir`` holds checkpoints and ``resume`` is False.
     """
     _check_options(epochs, batch_size, lr, schedule, optimizer, checkpoint_every, max_steps,
-                   weight_decay, grad_clip, condition_noise)
+                   weight_decay, grad_clip, condition_noise, balance_galaxies)
     if not isinstance(train, TrainingData):
         raise TypeError(f"train must be TrainingData, got {type(train).__name__}")
     if validation is not None and not isinstance(validation, TrainingData):
@@ -416,6 +430,7 @@ def train_flow(
         flow, train, validation, batch_size=batch_size, lr=lr, schedule=schedule,
         optimizer=optimizer, seed=seed, weight_decay=weight_decay, grad_clip=grad_clip,
         world_size=ctx.world_size, condition_noise=condition_noise,
+        balance_galaxies=balance_galaxies,
     )
 
     # -- state of the run -----------------------------------------------------------------------
@@ -454,7 +469,10 @@ def train_flow(
                 "resume=True to continue that run, or use an empty folder"
             )
 
-    n = train.n_stars
+    # Row r of an epoch's order is star star_of[r] (each star once without balancing).
+    star_of = (galaxy_balanced_rows(train.galaxy_index, balance_galaxies)
+               if balance_galaxies else None)
+    n = train.n_stars if star_of is None else int(star_of.shape[0])
     steps_per_epoch = math.ceil(n / batch_size)
     total_steps = epochs * steps_per_epoch
     if max_steps is not None:
@@ -522,7 +540,8 @@ def train_flow(
                 weight = 1.0 if rows.numel() > 0 else 0.0
                 if rows.numel() == 0:
                     rows = global_rows[:1]
-                x, c = _batch(train, rows, device, dtype)
+                stars = rows if star_of is None else star_of[rows]
+                x, c = _batch(train, stars, device, dtype)
                 if condition_noise > 0 and c is not None:
                     first = int(rows[0]) if rows.numel() else 0
                     c = c + condition_noise * _condition_noise(c, seed, global_step, first)
@@ -541,7 +560,7 @@ def train_flow(
                 stats = ctx.all_reduce_sum(nll_sum.double().reshape(1))
                 batch_nll = float(stats[0])
                 if not math.isfinite(batch_nll):
-                    bad = rows[~torch.isfinite(log_p.detach()).cpu()][:10].tolist()
+                    bad = stars[~torch.isfinite(log_p.detach()).cpu()][:10].tolist()
                     raise TrainingDivergedError(
                         f"non-finite loss ({batch_nll}) at step {global_step} (epoch "
                         f"{epoch}, batch {step_in_epoch} of {steps_per_epoch}, 0-based); "
