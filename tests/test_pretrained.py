@@ -29,11 +29,14 @@ def test_pretrained_is_a_mixture_of_six_flows_in_a_small_file(shipped_model_file
     model = GalaxyModel.pretrained()
     assert model.n_members == 6 and model.flow.weights == pytest.approx([1 / 6] * 6)
     assert {f"edf_member_{k}" for k in range(1, 6)} <= set(model.meta["stages"])
-    # every member: trained from scratch, then continued with galaxy-balanced weights
+    # every member: trained from scratch, then continued twice with galaxy-balanced weights
     for key in ["edf"] + [f"edf_member_{k}" for k in range(1, 6)]:
-        stage = model.meta["stages"][key]
-        assert stage["options"]["balance_galaxies"] == 0.5 and stage["options"]["init"]
-        assert stage["continued_from"]["options"]["init"] is None
+        stage, chain = model.meta["stages"][key], []
+        while stage is not None:
+            chain.append((stage["options"].get("balance_galaxies", 0.0),
+                          stage["options"]["init"] is None))
+            stage = stage.get("continued_from")
+        assert chain == [(1.0, False), (0.5, False), (0.0, True)]
     assert model.meta["ensemble"]["weights_dtype"] == "int8"
     assert shipped_model_file.stat().st_size < 20e6  # what the package may carry
     assert model.dtype == torch.float32  # weights stored as int8 and float16, computed in float32
