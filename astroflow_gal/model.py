@@ -1060,8 +1060,8 @@ class GalaxyModel:
         balance_galaxies : float
             Exponent ``p`` in [0, 1] (dimensionless): every star of a galaxy of ``n`` stars is
             visited ``max(1, round((n_max / n) ** p))`` times per epoch, so that a galaxy weighs
-            about ``n ** (1 - p)`` in the loss instead of ``n`` (0 turns it off; 0.5 in the last
-            stage of the shipped model; `docs/training.md`).
+            about ``n ** (1 - p)`` in the loss instead of ``n`` (0 turns it off; the shipped
+            model's last two stages used 0.5, then 1; `docs/training.md`).
         velocity_frame : {"cartesian", "cylindrical"}
             Frame the flows model the velocities in (:class:`~astroflow_gal.normalizer.Normalizer`):
             ``"cylindrical"`` maps ``(vx, vy)`` to ``(v_R, v_phi)`` [km/s] at each star's position,

@@ -85,8 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "for the shipped model)")
     p.add_argument("--balance-galaxies", type=float, metavar="POWER",
                    help="repeat the stars of a galaxy of n stars round((n_max/n)**POWER) times "
-                        "so that galaxies weigh more evenly (0: off; 0.5 in the shipped model's "
-                        "last stage)")
+                        "so that galaxies weigh more evenly (0: off; 1: galaxies alike)")
     p.add_argument("--velocity-frame", choices=("cartesian", "cylindrical"),
                    help="frame the flows model the velocities in (cartesian)")
     p.add_argument("--scale-with-mass", nargs="+", choices=("position", "velocity"),

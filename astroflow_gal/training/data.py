@@ -142,9 +142,7 @@ def galaxy_balanced_rows(galaxy_index: torch.Tensor, power: float) -> torch.Tens
     """
     if not (0 <= power <= 1):
         raise ValueError(f"balance_galaxies must lie in [0, 1], got {power}")
-    counts = torch.bincount(galaxy_index)
-    present = counts > 0
-    repeats = torch.ones_like(counts, dtype=torch.float64)
-    repeats[present] = torch.round((counts.max() / counts[present].double()) ** power)
-    repeats = repeats.clamp(min=1).long()
+    counts = torch.bincount(galaxy_index).double()
+    # >= 1 for every galaxy with stars; a galaxy without stars is never indexed
+    repeats = torch.round((counts.max() / counts.clamp(min=1)) ** power).long()
     return torch.repeat_interleave(torch.arange(galaxy_index.shape[0]), repeats[galaxy_index])

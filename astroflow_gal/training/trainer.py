@@ -384,8 +384,8 @@ def train_flow(
         galaxy of ``n`` stars is visited ``max(1, round((n_max / n) ** p))`` times per epoch, so
         that a galaxy weighs about ``n ** (1 - p)`` in the loss instead of ``n``. Where a suite
         gives small galaxies few stars, this moves the fit towards the mean over galaxies that
-        the per-galaxy KL measures (0.5 for the last stage of the shipped model). 0 turns it off;
-        an epoch then counts the repeated stars.
+        the per-galaxy KL measures (the shipped model's last two stages used 0.5, then 1). 0
+        turns it off; an epoch counts the repeated stars.
 
     Returns
     -------
