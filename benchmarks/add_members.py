@@ -42,7 +42,7 @@ def main() -> None:
     p.add_argument("runs", type=Path, nargs="*", help="eDF run folders of train_lever.py")
     p.add_argument("--replace", nargs=2, action="append", default=[], metavar=("K", "RUN"),
                    help="replace member K by the best model of RUN (a run continued from it)")
-    p.add_argument("--weights-dtype", choices=["float32", "float16", "int8"], default=None,
+    p.add_argument("--weights-dtype", choices=["float32", "float16", "int8", "int6"], default=None,
                    help="precision of the stored weights (default: as the networks hold them)")
     p.add_argument("-o", "--output", type=Path, required=True)
     args = p.parse_args()

@@ -6,8 +6,9 @@ with ``s = max |w_row| / 127``). ``--matrices`` chooses which: ``wide`` (default
 rounds: every matrix at least ``INT8_MIN_WIDTH`` in both dimensions, the hidden and output
 layers), ``square`` (the hidden-layer matrices only), or ``all`` (also the input layers and the
 10 x 10 LU factors of the 1 x 1 convolutions). ``--bits B`` rounds to B bits instead
-(``s = max |w| / (2**(B-1) - 1)``), with one scale per row or, with ``--group G``, per G
-consecutive weights of a row: what a smaller storage than ``save`` offers would cost. Writes the
+(``s = max |w| / (2**(B-1) - 1)`` in float16, rounded up, at least 2**-14), with one scale per
+row or, with ``--group G``, per G consecutive weights of a row: what a smaller storage would cost
+(``--bits 6`` is what ``save(weights_dtype="int6")`` stores). Writes the
 rounded model in float32, so the file is not smaller; compare with the original by
 ``python benchmarks/kl_unseen.py original.h5 rounded.h5``.
 
@@ -34,15 +35,21 @@ SELECTIONS = {
 
 
 def round_to_bits(matrix: torch.Tensor, bits: int, group: int | None = None) -> torch.Tensor:
-    """``matrix`` rounded to ``bits`` bits, one absmax scale (float16) per row or per ``group``."""
+    """``matrix`` rounded to ``bits`` bits, one absmax scale (float16) per row or per ``group``.
+
+    With ``bits=6`` and no group this is the rounding of ``save(weights_dtype="int6")``.
+    """
     rows, columns = matrix.shape
     width = columns if group is None else group
     if columns % width:
         raise SystemExit(f"--group {group} does not divide a row of {columns} weights")
     blocks = matrix.to(torch.float32).reshape(rows, columns // width, width)
     top = 2 ** (bits - 1) - 1
-    scale = (blocks.abs().amax(dim=-1, keepdim=True) / top).to(torch.float16).to(torch.float32)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    largest = blocks.abs().amax(dim=-1, keepdim=True)
+    scale = (largest / top).to(torch.float16)  # rounded up, as save(weights_dtype="int6") does
+    scale = torch.where(scale.to(torch.float32) * top < largest,
+                        torch.nextafter(scale, torch.full_like(scale, float("inf"))), scale)
+    scale = scale.clamp(min=2**-14).to(torch.float32)
     return (torch.round(blocks / scale).clamp(-top, top) * scale).reshape(rows, columns)
 
 

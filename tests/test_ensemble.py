@@ -277,7 +277,7 @@ def test_bad_weights_dtype_and_overflow_raise(small_model, tmp_path):
     huge = GalaxyModel(perturbed_flow(10, 4), small_model.normalizer)
     with torch.no_grad():
         next(huge.flow.parameters()).fill_(1e6)
-    for weights_dtype in ("float16", "int8"):  # int8 keeps the narrow weights in float16
+    for weights_dtype in ("float16", "int8", "int6"):  # int8/int6: narrow weights in float16
         with pytest.raises(ValueError, match="does not fit in float16"):
             huge.save(tmp_path / "huge.h5", weights_dtype=weights_dtype)
     assert not (tmp_path / "huge.h5").exists()
@@ -298,6 +298,13 @@ def test_ensemble_command_line(two_models, mid_conditions, tmp_path, capsys):
     expected = np.logaddexp(np.log(0.25) + two_models[0].log_edf(stars, mid_conditions),
                             np.log(0.75) + two_models[1].log_edf(stars, mid_conditions))
     assert np.allclose(mix.log_edf(stars, mid_conditions), expected, atol=0.05)  # float16
+    status = main(["ensemble", str(tmp_path / "m0.h5"), str(tmp_path / "m1.h5"),
+                   "-o", str(tmp_path / "mix6.h5"), "--weights-dtype", "int6"])
+    assert status == 0
+    mix6 = GalaxyModel.load(tmp_path / "mix6.h5")
+    expected = np.logaddexp(np.log(0.5) + two_models[0].log_edf(stars, mid_conditions),
+                            np.log(0.5) + two_models[1].log_edf(stars, mid_conditions))
+    assert np.allclose(mix6.log_edf(stars, mid_conditions), expected, atol=0.5)  # 6-bit rows
     # a wrong number of weights is an error before anything is written
     status = main(["ensemble", str(tmp_path / "m0.h5"), str(tmp_path / "m1.h5"),
                    "-o", str(tmp_path / "bad.h5"), "--weights", "1"])

@@ -402,6 +402,105 @@ def test_int8_files_of_the_square_only_rule_still_load(small_model, tmp_path, mo
             assert torch.equal(loaded[name], w.to(torch.float16).to(torch.float32)), name
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 18_560])
+def test_int6_packing_round_trips_every_value(n):
+    from astroflow_gal.model import _int6_bytes, _pack_int6, _unpack_int6
+
+    values = torch.arange(n) % 63 - 31  # every value of -31..31, in every position of a word
+    packed = _pack_int6(values)
+    assert packed.dtype == torch.uint8 and packed.numel() == _int6_bytes(n) == -(-n // 4) * 3
+    assert torch.equal(_unpack_int6(packed, n), values.to(torch.float32))
+
+
+def test_int6_byte_layout_is_the_documented_one():
+    """docs/file_formats.md: codes a, b, c, d = value + 32 in the 24-bit number
+    a + 64 b + 4096 c + 262144 d, least significant byte first; padding code 32."""
+    from astroflow_gal.model import _pack_int6
+
+    def three_bytes(number: int) -> list[int]:
+        return [number & 255, (number >> 8) & 255, number >> 16]
+
+    number = 1 + 64 * 2 + 4096 * 3 + 262144 * 4  # values -31, -30, -29, -28
+    assert _pack_int6(torch.tensor([-31, -30, -29, -28])).tolist() == three_bytes(number)
+    padded = 63 + 32 * (64 + 4096 + 262144)  # value 31, then three padding codes
+    assert _pack_int6(torch.tensor([31])).tolist() == three_bytes(padded)
+
+
+def test_int6_weights_round_hidden_and_output_layers_by_row(small_model, mid_conditions, tmp_path):
+    model = _model_with_wide_layers(small_model)
+    with torch.no_grad():  # rows of very different size, one of them all zero
+        for w in model.flow.parameters():
+            if w.ndim == 2 and min(w.shape) >= 32:
+                w.mul_(torch.logspace(-4, 1, w.shape[0])[:, None])
+                w[0] = 0
+    model.save(tmp_path / "i8.h5", weights_dtype="int8")
+    model.save(tmp_path / "i6.h5", weights_dtype="int6")
+    assert (tmp_path / "i6.h5").stat().st_size < (tmp_path / "i8.h5").stat().st_size
+    loaded = GalaxyModel.load(tmp_path / "i6.h5")
+    original, rounded = model.flow.state_dict(), loaded.flow.state_dict()
+    n_int6 = 0
+    for name, w in original.items():
+        r = rounded[name]
+        if w.ndim == 2 and min(w.shape) >= 32:
+            n_int6 += 1
+            largest = w.abs().amax(dim=1, keepdim=True)
+            scale = (largest / 31).clamp(min=2**-14)  # a step of at least 2**-14
+            assert torch.all((r - w).abs() <= scale / 2 * (1 + 2**-10))  # half a step at most
+            assert torch.equal(r[0], torch.zeros_like(r[0]))  # a zero row stays zero
+            # the largest weight of each row is kept to within half a step: nothing is clipped
+            assert torch.all((r.abs().amax(dim=1) - largest[:, 0]).abs()
+                             <= scale[:, 0] / 2 * (1 + 2**-10))
+            assert len(set(r[5].tolist())) <= 63
+        else:
+            assert torch.equal(r, w.to(torch.float16).to(torch.float32)), name
+    assert n_int6 == 2 * 4 * 2
+    loaded.save(tmp_path / "again.h5", weights_dtype="int6")
+    again = GalaxyModel.load(tmp_path / "again.h5").flow.state_dict()
+    assert all(torch.equal(again[k], rounded[k]) for k in rounded)
+    stars = model.sample(300, mid_conditions, seed=4)
+    assert np.all(np.isfinite(loaded.log_edf(stars, mid_conditions)))
+    assert np.allclose(loaded.log_edf(stars, mid_conditions), model.log_edf(stars, mid_conditions),
+                       atol=0.5)
+
+
+def test_int6_refuses_a_row_whose_scale_overflows_float16(small_model, tmp_path):
+    model = _model_with_wide_layers(small_model)
+    with torch.no_grad():
+        next(w for w in model.flow.parameters() if w.ndim == 2 and min(w.shape) >= 32)[0, 0] = 1e7
+    with pytest.raises(ValueError, match="overflows float16"):
+        model.save(tmp_path / "i6.h5", weights_dtype="int6")
+    assert not (tmp_path / "i6.h5").exists()
+
+
+@pytest.mark.parametrize("damage", ["bytes cut", "code out of range", "scales dropped"])
+def test_inconsistent_int6_weights_raise(small_model, tmp_path, damage):
+    path = tmp_path / "model.h5"
+    _model_with_wide_layers(small_model).save(path, weights_dtype="int6")
+    with h5py.File(path, "a") as f:
+        if damage == "scales dropped":
+            tree = json.loads(f.attrs["tree"])
+            entry = next(t for t in tree["flow"]["weights"]["tensors"] if t[1] == "int6")
+            del entry[3]
+            f.attrs["tree"] = json.dumps(tree)
+        else:
+            name = next(k for k in _datasets(f) if k.endswith("flow/weights/data/int6"))
+            data = f[name][()]
+            del f[name]
+            if damage == "bytes cut":
+                data = data[:-3]
+            else:
+                data[:3] = 0  # four codes 0, i.e. -32
+            f.create_dataset(name, data=data)
+    with pytest.raises(FileFormatError, match="inconsistent model file"):
+        GalaxyModel.load(path)
+
+
+def _datasets(f: h5py.File) -> list[str]:
+    names: list[str] = []
+    f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return names
+
+
 @pytest.mark.parametrize("damage", ["scale dropped", "scale on a float tensor"])
 def test_inconsistent_int8_weights_raise(small_model, tmp_path, damage):
     path = tmp_path / "model.h5"
