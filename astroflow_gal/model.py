@@ -42,7 +42,10 @@ FORMAT_NAME = "astroflow_gal.GalaxyModel"
 #: 1: one dataset per weight tensor; 2: each flow's weights packed into one dataset per dtype;
 #: 3: packed weights may hold matrices as 8-bit rows with a scale per row;
 #: 4: or as 6-bit rows (four values in three bytes) with a float16 scale per row.
+#: A file is written with the lowest version that describes it (4 only with 6-bit rows), so
+#: a package that reads version 3 still reads every file that does not need version 4.
 FORMAT_VERSION = 4
+_WRITTEN_VERSION = {None: 3, 8: 3, 6: 4}
 #: Latent draws come in blocks of this many stars, each from its own seeded generator, so a
 #: sample does not depend on the batch size or on how many processes share the work.
 SAMPLE_BLOCK = 65_536
@@ -833,7 +836,8 @@ class GalaxyModel:
                 for kind, f in self.marginals.items()
             },
         }
-        write_tree(path, tree, format_name=FORMAT_NAME, format_version=FORMAT_VERSION)
+        write_tree(path, tree, format_name=FORMAT_NAME,
+                   format_version=_WRITTEN_VERSION[row_bits])
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> GalaxyModel:

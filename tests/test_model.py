@@ -463,6 +463,21 @@ def test_int6_weights_round_hidden_and_output_layers_by_row(small_model, mid_con
                        atol=0.5)
 
 
+@pytest.mark.parametrize(("weights_dtype", "version"),
+                         [(None, 3), ("float16", 3), ("int8", 3), ("int6", 4)])
+def test_a_file_carries_the_lowest_format_version_that_describes_it(small_model, tmp_path,
+                                                                    weights_dtype, version):
+    """Only 6-bit rows need format version 4; every other file stays readable as version 3."""
+    small_model.save(tmp_path / "m.h5", weights_dtype=weights_dtype)
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        assert int(f.attrs["format_version"]) == version
+    if version == 3:
+        read_tree(tmp_path / "m.h5", format_name="astroflow_gal.GalaxyModel", max_version=3)
+    else:
+        with pytest.raises(FileFormatError, match="version 4 is newer"):
+            read_tree(tmp_path / "m.h5", format_name="astroflow_gal.GalaxyModel", max_version=3)
+
+
 def test_int6_refuses_a_row_whose_scale_overflows_float16(small_model, tmp_path):
     model = _model_with_wide_layers(small_model)
     with torch.no_grad():
