@@ -25,21 +25,25 @@ def test_pretrained_loads_and_records_its_suite():
     assert not set(tc.ids) & set(model.meta["holdout"])
 
 
-def test_pretrained_is_a_mixture_of_six_flows_in_a_small_file(shipped_model_file):
+def test_pretrained_is_a_mixture_of_eight_flows_in_a_small_file(shipped_model_file):
     model = GalaxyModel.pretrained()
-    assert model.n_members == 6 and model.flow.weights == pytest.approx([1 / 6] * 6)
-    assert {f"edf_member_{k}" for k in range(1, 6)} <= set(model.meta["stages"])
-    # every member: trained from scratch, then continued twice with galaxy-balanced weights
-    for key in ["edf"] + [f"edf_member_{k}" for k in range(1, 6)]:
+    assert model.n_members == 8 and model.flow.weights == pytest.approx([1 / 8] * 8)
+    assert {f"edf_member_{k}" for k in range(1, 8)} <= set(model.meta["stages"])
+    # members 0-5: trained from scratch, then continued twice with galaxy-balanced weights;
+    # members 6-7: trained from scratch with galaxy-balanced weights (p = 0.5) throughout
+    for key in ["edf"] + [f"edf_member_{k}" for k in range(1, 8)]:
         stage, chain = model.meta["stages"][key], []
         while stage is not None:
             chain.append((stage["options"].get("balance_galaxies", 0.0),
                           stage["options"]["init"] is None))
             stage = stage.get("continued_from")
-        assert chain == [(1.0, False), (0.5, False), (0.0, True)]
-    assert model.meta["ensemble"]["weights_dtype"] == "int8"
+        if key in ("edf_member_6", "edf_member_7"):
+            assert chain == [(0.5, True)]
+        else:
+            assert chain == [(1.0, False), (0.5, False), (0.0, True)]
+    assert model.meta["ensemble"]["weights_dtype"] == "int6"
     assert shipped_model_file.stat().st_size < 20e6  # what the package may carry
-    assert model.dtype == torch.float32  # weights stored as int8 and float16, computed in float32
+    assert model.dtype == torch.float32  # weights stored as int6 and float16, computed in float32
 
 
 def test_pretrained_samples_a_disc_galaxy():
