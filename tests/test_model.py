@@ -356,31 +356,43 @@ def _model_with_wide_layers(small_model: GalaxyModel) -> GalaxyModel:
                        meta={"name": "int8 test"})
 
 
+def _row_rounded_matrices(model, path, weights_dtype):
+    """Save ``model`` with ``weights_dtype``, load it back; pairs (original, loaded) of every
+    matrix stored as integer rows, the other weights' pairs, and the loaded model."""
+    model.save(path, weights_dtype=weights_dtype)
+    loaded = GalaxyModel.load(path)
+    rows, others = [], []
+    for (name, w), r in zip(model.flow.state_dict().items(), loaded.flow.state_dict().values(),
+                            strict=True):
+        (rows if w.ndim == 2 and min(w.shape) >= 32 else others).append((name, w, r))
+    return rows, others, loaded
+
+
+def _assert_rest_float16_and_resave_unchanged(others, loaded, path, weights_dtype):
+    """Weights not in integer rows are float16; saving the loaded model again changes nothing."""
+    for name, w, r in others:  # input layers, LU factors, biases
+        assert torch.equal(r, w.to(torch.float16).to(torch.float32)), name
+    rounded = loaded.flow.state_dict()
+    loaded.save(path, weights_dtype=weights_dtype)
+    again = GalaxyModel.load(path).flow.state_dict()
+    assert all(torch.equal(again[k], rounded[k]) for k in rounded)
+
+
 def test_int8_weights_round_hidden_and_output_layers_by_row(small_model, mid_conditions, tmp_path):
     model = _model_with_wide_layers(small_model)
     model.save(tmp_path / "f16.h5", weights_dtype="float16")
-    model.save(tmp_path / "i8.h5", weights_dtype="int8")
+    rows, others, loaded = _row_rounded_matrices(model, tmp_path / "i8.h5", "int8")
     assert (tmp_path / "i8.h5").stat().st_size < (tmp_path / "f16.h5").stat().st_size
-    loaded = GalaxyModel.load(tmp_path / "i8.h5")
-    original, rounded = model.flow.state_dict(), loaded.flow.state_dict()
-    n_int8 = 0
-    for name, w in original.items():
-        r = rounded[name]
-        if w.ndim == 2 and min(w.shape) >= 32:
-            n_int8 += 1
-            scale = w.abs().amax(dim=1, keepdim=True) / 127
-            assert torch.all((r - w).abs() <= scale / 2 * (1 + 1e-5))  # half a step at most
-            steps = r / scale
-            assert torch.allclose(steps, steps.round(), atol=1e-3)  # whole steps of the row
-            assert steps.abs().max() <= 127 + 1e-3
-        else:  # everything else (input layers, LU factors, biases) as float16
-            assert torch.equal(r, w.to(torch.float16).to(torch.float32)), name
+    for _, w, r in rows:
+        scale = w.abs().amax(dim=1, keepdim=True) / 127
+        assert torch.all((r - w).abs() <= scale / 2 * (1 + 1e-5))  # half a step at most
+        steps = r / scale
+        assert torch.allclose(steps, steps.round(), atol=1e-3)  # whole steps of the row
+        assert steps.abs().max() <= 127 + 1e-3
     # 2 layers x 4 networks (two data, two condition) x (one hidden + one output matrix)
-    assert n_int8 == 2 * 4 * 2
+    assert len(rows) == 2 * 4 * 2
     # the rounded model is a model like any other; writing it again as int8 changes nothing
-    loaded.save(tmp_path / "again.h5", weights_dtype="int8")
-    again = GalaxyModel.load(tmp_path / "again.h5").flow.state_dict()
-    assert all(torch.equal(again[k], rounded[k]) for k in rounded)
+    _assert_rest_float16_and_resave_unchanged(others, loaded, tmp_path / "again.h5", "int8")
     stars = model.sample(300, mid_conditions, seed=4)
     assert np.all(np.isfinite(loaded.log_edf(stars, mid_conditions)))
 
@@ -434,29 +446,19 @@ def test_int6_weights_round_hidden_and_output_layers_by_row(small_model, mid_con
                 w.mul_(torch.logspace(-4, 1, w.shape[0])[:, None])
                 w[0] = 0
     model.save(tmp_path / "i8.h5", weights_dtype="int8")
-    model.save(tmp_path / "i6.h5", weights_dtype="int6")
+    rows, others, loaded = _row_rounded_matrices(model, tmp_path / "i6.h5", "int6")
     assert (tmp_path / "i6.h5").stat().st_size < (tmp_path / "i8.h5").stat().st_size
-    loaded = GalaxyModel.load(tmp_path / "i6.h5")
-    original, rounded = model.flow.state_dict(), loaded.flow.state_dict()
-    n_int6 = 0
-    for name, w in original.items():
-        r = rounded[name]
-        if w.ndim == 2 and min(w.shape) >= 32:
-            n_int6 += 1
-            largest = w.abs().amax(dim=1, keepdim=True)
-            scale = (largest / 31).clamp(min=2**-14)  # a step of at least 2**-14
-            assert torch.all((r - w).abs() <= scale / 2 * (1 + 2**-10))  # half a step at most
-            assert torch.equal(r[0], torch.zeros_like(r[0]))  # a zero row stays zero
-            # the largest weight of each row is kept to within half a step: nothing is clipped
-            assert torch.all((r.abs().amax(dim=1) - largest[:, 0]).abs()
-                             <= scale[:, 0] / 2 * (1 + 2**-10))
-            assert len(set(r[5].tolist())) <= 63
-        else:
-            assert torch.equal(r, w.to(torch.float16).to(torch.float32)), name
-    assert n_int6 == 2 * 4 * 2
-    loaded.save(tmp_path / "again.h5", weights_dtype="int6")
-    again = GalaxyModel.load(tmp_path / "again.h5").flow.state_dict()
-    assert all(torch.equal(again[k], rounded[k]) for k in rounded)
+    for _, w, r in rows:
+        largest = w.abs().amax(dim=1, keepdim=True)
+        scale = (largest / 31).clamp(min=2**-14)  # a step of at least 2**-14
+        assert torch.all((r - w).abs() <= scale / 2 * (1 + 2**-10))  # half a step at most
+        assert torch.equal(r[0], torch.zeros_like(r[0]))  # a zero row stays zero
+        # the largest weight of each row is kept to within half a step: nothing is clipped
+        assert torch.all((r.abs().amax(dim=1) - largest[:, 0]).abs()
+                         <= scale[:, 0] / 2 * (1 + 2**-10))
+        assert len(set(r[5].tolist())) <= 63
+    assert len(rows) == 2 * 4 * 2
+    _assert_rest_float16_and_resave_unchanged(others, loaded, tmp_path / "again.h5", "int6")
     stars = model.sample(300, mid_conditions, seed=4)
     assert np.all(np.isfinite(loaded.log_edf(stars, mid_conditions)))
     assert np.allclose(loaded.log_edf(stars, mid_conditions), model.log_edf(stars, mid_conditions),
