@@ -45,7 +45,6 @@ FORMAT_NAME = "astroflow_gal.GalaxyModel"
 #: A file is written with the lowest version that describes it (4 only with 6-bit rows), so
 #: a package that reads version 3 still reads every file that does not need version 4.
 FORMAT_VERSION = 4
-_WRITTEN_VERSION = {None: 3, 8: 3, 6: 4}
 #: Latent draws come in blocks of this many stars, each from its own seeded generator, so a
 #: sample does not depend on the batch size or on how many processes share the work.
 SAMPLE_BLOCK = 65_536
@@ -786,9 +785,10 @@ class GalaxyModel:
             nothing. ``"int6"`` stores the same matrices as integers -31..31 (four in three
             bytes) times one float16 scale per row (rounded up, so no weight is clipped): a
             paper-size flow takes 2.3 MB. The rounding is 4.1 times coarser than ``"int8"`` and
-            moved the mean KL of the shipped mixture by about 0.002 nats/star
-            (``benchmarks/TRAINING.md``); measure your own model. Such files have format
-            version 4, which earlier releases refuse to read with a clear error.
+            moved the mean KL of a six-flow mixture by about 0.002 nats/star; the shipped
+            eight-flow model is stored so (``benchmarks/TRAINING.md``). Measure your own model.
+            Such files have format version 4, which earlier releases refuse to read with a
+            clear error; every other file is written as version 3.
 
         Raises
         ------
@@ -836,8 +836,8 @@ class GalaxyModel:
                 for kind, f in self.marginals.items()
             },
         }
-        write_tree(path, tree, format_name=FORMAT_NAME,
-                   format_version=_WRITTEN_VERSION[row_bits])
+        version = FORMAT_VERSION if row_bits == 6 else FORMAT_VERSION - 1
+        write_tree(path, tree, format_name=FORMAT_NAME, format_version=version)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> GalaxyModel:
